@@ -1,0 +1,310 @@
+"""The money rules, as plain code over plain data.
+
+A ``Book`` is a working copy of one account's live rows at one instant. The
+ledger (and, later, the reset job) loads rows into it, asks it to settle what
+time has made due and to apply an operation, then writes back ``changes``.
+Nothing here touches storage, so every caller gets exactly the same rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from ._ids import new_id
+from .config import GRANT_KINDS, GrantKind
+from .errors import InsufficientCredits
+from .models import Draw, EntryType
+from .storage.base import AccountState, Changes, EntryRecord, GrantRecord, HoldRecord
+
+_NEVER = datetime.max.replace(tzinfo=UTC)
+
+
+def spend_order(grant: GrantRecord) -> tuple[int, bool, datetime, datetime, str]:
+    """Sort key: priority, soonest expiry (never-expiring last), creation, id."""
+    return (
+        grant.priority,
+        grant.expires_at is None,
+        grant.expires_at or _NEVER,
+        grant.created_at,
+        grant.id,
+    )
+
+
+def is_live(grant: GrantRecord, at: datetime) -> bool:
+    """True if the grant's credits count at ``at`` (expiry is exclusive)."""
+    return grant.effective_at <= at and (grant.expires_at is None or at < grant.expires_at)
+
+
+class Book:
+    """One account's live grants and active holds, and the changes made to them."""
+
+    def __init__(self, state: AccountState, now: datetime) -> None:
+        self.now = now
+        self.grants: dict[str, GrantRecord] = {g.id: g for g in state.grants}
+        self.holds: dict[str, HoldRecord] = {h.id: h for h in state.holds}
+        self.changes = Changes()
+
+    def missing_grants(self, holds: list[HoldRecord] | None = None) -> set[str]:
+        """Ids of grants that lapsed or given holds drew from but are not loaded.
+
+        A hold can drain a grant to zero, and storage only loads grants with
+        credits left, so returning a hold's credits may need them fetched.
+        """
+        if holds is None:
+            holds = [
+                h for h in self.holds.values() if h.status == "active" and h.expires_at <= self.now
+            ]
+        return {d.grant_id for h in holds for d in h.draws} - self.grants.keys()
+
+    def load(self, grants: list[GrantRecord]) -> None:
+        """Add grants fetched after the initial state."""
+        for grant in grants:
+            self.grants.setdefault(grant.id, grant)
+
+    # -- reading ---------------------------------------------------------
+
+    def available(self, at: datetime | None = None) -> int:
+        """Credits spendable at ``at``: the remaining of grants live then."""
+        at = at or self.now
+        return sum(g.remaining for g in self.grants.values() if is_live(g, at))
+
+    def held(self) -> int:
+        """Credits parked in active holds."""
+        return sum(h.amount for h in self.holds.values() if h.status == "active")
+
+    def breakdown(self) -> dict[str, int]:
+        """Available and held credits by the kind of grant they came from."""
+        result: dict[str, int] = dict.fromkeys(GRANT_KINDS, 0)
+        for grant in self.grants.values():
+            if is_live(grant, self.now):
+                result[grant.kind] += grant.remaining
+        for hold in self.holds.values():
+            if hold.status == "active":
+                for draw in hold.draws:
+                    result[draw.kind] += draw.amount
+        return result
+
+    def earliest_expiry(self, kind: GrantKind) -> datetime | None:
+        """The soonest expiry among live grants of ``kind`` with credits left."""
+        times = [
+            g.expires_at
+            for g in self.grants.values()
+            if g.kind == kind and g.remaining > 0 and g.expires_at and is_live(g, self.now)
+        ]
+        return min(times, default=None)
+
+    # -- settling what time made due --------------------------------------
+
+    def settle(self) -> None:
+        """Record, in time order, lapsed holds and expired grants up to ``now``."""
+        events: list[tuple[datetime, int, str]] = []
+        for hold in self.holds.values():
+            if hold.status == "active" and hold.expires_at <= self.now:
+                events.append((hold.expires_at, 0, hold.id))
+        for grant in self.grants.values():
+            if grant.expires_at is not None and grant.expires_at <= self.now:
+                events.append((grant.expires_at, 1, grant.id))
+        for at, what, ident in sorted(events):
+            if what == 0:
+                hold = self.holds[ident]
+                self._give_back(hold.draws, at)
+                self._update_hold(replace(hold, status="expired", settled_at=at))
+            else:
+                self._expire_grant(self.grants[ident], at)
+
+    def _expire_grant(self, grant: GrantRecord, at: datetime) -> None:
+        if grant.remaining <= 0:
+            return
+        amount = grant.remaining
+        self._set_remaining(grant.id, 0)
+        self.add_entry(
+            "expire", -amount, at=at, grant_id=grant.id, description=f"{grant.kind} credits expired"
+        )
+
+    # -- operations ---------------------------------------------------------
+
+    def add_grant(
+        self,
+        kind: GrantKind,
+        amount: int,
+        *,
+        priority: int,
+        expires_at: datetime | None,
+        description: str | None,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+    ) -> GrantRecord:
+        """Create a grant and its credit entry."""
+        grant = GrantRecord(
+            id=new_id("grt"),
+            kind=kind,
+            amount=amount,
+            remaining=amount,
+            priority=priority,
+            effective_at=self.now,
+            expires_at=expires_at,
+            created_at=self.now,
+            description=description,
+        )
+        self.grants[grant.id] = grant
+        self.changes.new_grants.append(grant)
+        self.add_entry(
+            kind,
+            amount,
+            grant_id=grant.id,
+            description=description,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+        )
+        return grant
+
+    def draw(self, amount: int) -> tuple[Draw, ...]:
+        """Take ``amount`` from live grants in spend order, or raise InsufficientCredits."""
+        available = self.available()
+        if amount > available:
+            raise InsufficientCredits(required=amount, available=available)
+        draws: list[Draw] = []
+        left = amount
+        live = sorted((g for g in self.grants.values() if is_live(g, self.now)), key=spend_order)
+        for grant in live:
+            if left == 0:
+                break
+            take = min(grant.remaining, left)
+            if take <= 0:
+                continue
+            self._set_remaining(grant.id, grant.remaining - take)
+            draws.append(Draw(grant_id=grant.id, kind=grant.kind, amount=take))
+            left -= take
+        return tuple(draws)
+
+    def spend(
+        self,
+        amount: int,
+        *,
+        description: str | None,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+    ) -> EntryRecord:
+        """Debit ``amount`` now."""
+        draws = self.draw(amount)
+        return self.add_entry(
+            "spend",
+            -amount,
+            draws=draws,
+            description=description,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+        )
+
+    def hold(
+        self, amount: int, *, expires_at: datetime, idempotency_key: str, request_hash: str
+    ) -> HoldRecord:
+        """Park ``amount`` from live grants until capture, release or expiry."""
+        draws = self.draw(amount)
+        hold = HoldRecord(
+            id=new_id("hold"),
+            amount=amount,
+            captured=0,
+            status="active",
+            draws=draws,
+            created_at=self.now,
+            expires_at=expires_at,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+        )
+        self.holds[hold.id] = hold
+        self.changes.new_holds.append(hold)
+        return hold
+
+    def capture(self, hold: HoldRecord, amount: int, *, description: str | None) -> HoldRecord:
+        """Charge ``amount`` (≤ held) from the hold's draws in order; return the rest."""
+        charged: list[Draw] = []
+        returned: list[Draw] = []
+        left = amount
+        for draw in hold.draws:
+            take = min(draw.amount, left)
+            left -= take
+            if take:
+                charged.append(draw.model_copy(update={"amount": take}))
+            if draw.amount - take:
+                returned.append(draw.model_copy(update={"amount": draw.amount - take}))
+        updated = replace(hold, status="captured", captured=amount, settled_at=self.now)
+        self._update_hold(updated)
+        self._give_back(tuple(returned), self.now)
+        if amount:
+            self.add_entry(
+                "spend", -amount, draws=tuple(charged), hold_id=hold.id, description=description
+            )
+        return updated
+
+    def release(self, hold: HoldRecord) -> HoldRecord:
+        """Return all of a hold's credits."""
+        updated = replace(hold, status="released", settled_at=self.now)
+        self._update_hold(updated)
+        self._give_back(hold.draws, self.now)
+        return updated
+
+    # -- bookkeeping ---------------------------------------------------------
+
+    def _give_back(self, draws: tuple[Draw, ...], at: datetime) -> None:
+        """Return credits to the grants they came from; an expired grant expires them."""
+        for draw in draws:
+            grant = self.grants.get(draw.grant_id)
+            if grant is None:
+                raise KeyError(f"hold draws from grant {draw.grant_id} that was not loaded")
+            self._set_remaining(grant.id, grant.remaining + draw.amount)
+            if grant.expires_at is not None and grant.expires_at <= at:
+                self._expire_grant(self.grants[grant.id], at)
+
+    def _set_remaining(self, grant_id: str, remaining: int) -> None:
+        grant = self.grants[grant_id]
+        self.grants[grant_id] = replace(grant, remaining=remaining)
+        if any(g.id == grant_id for g in self.changes.new_grants):
+            self.changes.new_grants = [
+                self.grants[g.id] if g.id == grant_id else g for g in self.changes.new_grants
+            ]
+        else:
+            self.changes.grant_remaining[grant_id] = remaining
+
+    def _update_hold(self, hold: HoldRecord) -> None:
+        self.holds[hold.id] = hold
+        if any(h.id == hold.id for h in self.changes.new_holds):
+            self.changes.new_holds = [
+                hold if h.id == hold.id else h for h in self.changes.new_holds
+            ]
+        else:
+            self.changes.updated_holds = [
+                h for h in self.changes.updated_holds if h.id != hold.id
+            ] + [hold]
+
+    def add_entry(
+        self,
+        type: EntryType,
+        amount: int,
+        *,
+        at: datetime | None = None,
+        grant_id: str | None = None,
+        hold_id: str | None = None,
+        draws: tuple[Draw, ...] = (),
+        description: str | None = None,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+    ) -> EntryRecord:
+        """Append a journal entry; ``balance_after`` is what is available right after it."""
+        at = at or self.now
+        entry = EntryRecord(
+            id=new_id("ent"),
+            type=type,
+            amount=amount,
+            balance_after=self.available(at),
+            created_at=at,
+            description=description,
+            grant_id=grant_id,
+            hold_id=hold_id,
+            draws=draws,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+        )
+        self.changes.new_entries.append(entry)
+        return entry

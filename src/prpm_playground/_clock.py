@@ -1,0 +1,33 @@
+"""The clock every service reads, so tests can move time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from .errors import InvalidRequest
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """Return the current time as an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime, *, name: str = "datetime") -> datetime:
+    """Return ``value`` in UTC, refusing naive datetimes.
+
+    A naive datetime has no defined instant, and money rules depend on
+    instants (expiry is exclusive), so guessing a zone is never safe.
+    """
+    if not isinstance(value, datetime):
+        raise InvalidRequest(f"{name} must be a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidRequest(f"{name} must be timezone-aware")
+    return value.astimezone(UTC)
+
+
+def read_clock(clock: Clock) -> datetime:
+    """Call ``clock`` and check that it returned an aware datetime."""
+    return as_utc(clock(), name="clock()")

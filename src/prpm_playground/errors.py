@@ -1,0 +1,132 @@
+"""The error tree. Every error the library raises on purpose is a PlaygroundError.
+
+Each class has a stable ``code`` (used in JSON error bodies and logs); codes
+never change once released.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "Conflict",
+    "HoldNotActive",
+    "IdempotencyConflict",
+    "InsufficientCredits",
+    "InvalidRequest",
+    "LedgerInvariantError",
+    "NotFound",
+    "PlaygroundError",
+    "SchemaMismatch",
+]
+
+
+class PlaygroundError(Exception):
+    """Root of every error prpm_playground raises on purpose.
+
+    Attributes:
+        code: A stable, machine-readable identifier of the error kind.
+        message: A human-readable explanation.
+    """
+
+    code: ClassVar[str] = "playground_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def details(self) -> dict[str, Any]:
+        """Return the extra, JSON-safe fields that describe this error."""
+        return {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return ``{"error": code, "message": text, **details}``."""
+        return {"error": self.code, "message": self.message, **self.details()}
+
+
+class InvalidRequest(PlaygroundError):
+    """The arguments are malformed or out of range; nothing was written."""
+
+    code: ClassVar[str] = "invalid_request"
+
+
+class NotFound(PlaygroundError):
+    """The object does not exist, or does not belong to the caller."""
+
+    code: ClassVar[str] = "not_found"
+
+
+class Conflict(PlaygroundError):
+    """The request contradicts the current state of an object."""
+
+    code: ClassVar[str] = "conflict"
+
+
+class IdempotencyConflict(Conflict):
+    """An idempotency key was reused with different arguments."""
+
+    code: ClassVar[str] = "idempotency_conflict"
+
+    def __init__(self, message: str, *, idempotency_key: str) -> None:
+        super().__init__(message)
+        self.idempotency_key = idempotency_key
+
+    def details(self) -> dict[str, Any]:
+        return {"idempotency_key": self.idempotency_key}
+
+
+class HoldNotActive(Conflict):
+    """A capture or release targeted a hold that is no longer active."""
+
+    code: ClassVar[str] = "hold_not_active"
+
+    def __init__(self, message: str, *, hold_id: str, status: str) -> None:
+        super().__init__(message)
+        self.hold_id = hold_id
+        self.status = status
+
+    def details(self) -> dict[str, Any]:
+        return {"hold_id": self.hold_id, "status": self.status}
+
+
+class InsufficientCredits(PlaygroundError):
+    """The account cannot cover the amount; nothing was written.
+
+    Attributes:
+        required: Credits the operation needed.
+        available: Credits the account had available.
+    """
+
+    code: ClassVar[str] = "insufficient_credits"
+
+    def __init__(self, required: int, available: int) -> None:
+        super().__init__(f"insufficient credits: {required} required, {available} available")
+        self.required = required
+        self.available = available
+
+    def details(self) -> dict[str, Any]:
+        return {"required": self.required, "available": self.available}
+
+
+class LedgerInvariantError(PlaygroundError):
+    """``CreditLedger.verify`` found stored data that breaks a ledger invariant.
+
+    Attributes:
+        problems: One line per broken invariant.
+    """
+
+    code: ClassVar[str] = "ledger_invariant"
+
+    def __init__(self, user_id: str, problems: list[str]) -> None:
+        super().__init__(f"ledger of {user_id!r} is inconsistent: " + "; ".join(problems))
+        self.user_id = user_id
+        self.problems = problems
+
+    def details(self) -> dict[str, Any]:
+        return {"problems": list(self.problems)}
+
+
+class SchemaMismatch(PlaygroundError):
+    """The database schema does not match this version of the library."""
+
+    code: ClassVar[str] = "schema_mismatch"

@@ -1,0 +1,627 @@
+"""The CreditLedger: grants, spends, holds and the journal of one user's credits."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import io
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import TypeVar, get_args
+
+from ._book import Book
+from ._clock import Clock, as_utc, read_clock, utc_now
+from ._validation import (
+    check_amount,
+    check_description,
+    check_int,
+    check_text_id,
+    fingerprint,
+)
+from .config import GRANT_KINDS, CreditPolicy, GrantKind
+from .errors import (
+    HoldNotActive,
+    IdempotencyConflict,
+    InvalidRequest,
+    LedgerInvariantError,
+    NotFound,
+)
+from .models import Balance, Entry, EntryType, Grant, HistoryPage, Hold
+from .storage.base import (
+    AccountState,
+    EntryRecord,
+    GrantRecord,
+    HoldRecord,
+    LedgerStorage,
+    LedgerUnit,
+)
+
+__all__ = ["CreditLedger"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Operation = Callable[[Book, AccountState, LedgerUnit], Awaitable[T]]
+
+ENTRY_TYPES: frozenset[str] = frozenset(get_args(EntryType))
+MAX_HISTORY_LIMIT = 200
+_EXPORT_PAGE = 500
+
+
+class CreditLedger:
+    """Every credit a user has, where it came from, and where it went.
+
+    The balance is derived from grants (buckets of credits) and holds; the
+    journal of entries is append-only. Every write is idempotent, locks the
+    account, and first records whatever time has made due (expired grants,
+    lapsed holds), so results are right as of now whether or not a background
+    job has run.
+
+    Args:
+        storage: Where accounts live, e.g. a ``SQLAlchemyStorage``.
+        policy: Trial size, spend priorities, hold TTL and the rest.
+        clock: Returns the current aware UTC datetime; tests pass their own.
+    """
+
+    def __init__(
+        self,
+        storage: LedgerStorage,
+        policy: CreditPolicy | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self._storage = storage
+        self.policy = policy or CreditPolicy()
+        self._clock = clock or utc_now
+
+    # -- accounts and balances -------------------------------------------------
+
+    async def open_account(self, user_id: str) -> Balance:
+        """Open the account if it does not exist yet; return its balance.
+
+        Idempotent: the trial grant (``policy.trial_credits``) is made once, by
+        whichever call first touches the user. Every other method opens the
+        account too, so a new user's first spend sees the trial credits.
+        """
+        check_text_id(user_id, "user_id")
+
+        async def op(book: Book, state: AccountState, unit: LedgerUnit) -> Balance:
+            return self._balance(book)
+
+        return await self._write(user_id, op)
+
+    async def balance(self, user_id: str) -> Balance:
+        """Return the user's balance as of now."""
+        check_text_id(user_id, "user_id")
+        book = await self._settled_book(user_id)
+        return self._balance(book)
+
+    # -- writes ---------------------------------------------------------------
+
+    async def grant(
+        self,
+        user_id: str,
+        amount: int,
+        *,
+        kind: GrantKind = "bonus",
+        idempotency_key: str,
+        expires_at: datetime | None = None,
+        priority: int | None = None,
+        description: str | None = None,
+    ) -> Grant:
+        """Add a bucket of credits.
+
+        Args:
+            user_id: The account.
+            amount: Credits, > 0.
+            kind: One of ``trial``, ``monthly``, ``rollover``, ``purchased``,
+                ``bonus``, ``admin``. Subscribers' allowances normally come from
+                ``subscribe`` and the reset job, not from here.
+            idempotency_key: Replays with the same arguments return the grant.
+            expires_at: When the credits stop counting (exclusive); None never.
+            priority: Spend priority (lower first); default per kind from the policy.
+            description: Shown in history.
+
+        Raises:
+            InvalidRequest: Bad arguments, or ``expires_at`` not in the future.
+            IdempotencyConflict: The key was used with other arguments.
+        """
+        check_text_id(user_id, "user_id")
+        check_amount(amount)
+        check_text_id(idempotency_key, "idempotency_key")
+        if kind not in GRANT_KINDS:
+            raise InvalidRequest(f"kind must be one of {', '.join(GRANT_KINDS)}, got {kind!r}")
+        expiry = None if expires_at is None else as_utc(expires_at, name="expires_at")
+        if priority is not None:
+            check_int(priority, "priority", minimum=-(2**31), maximum=2**31 - 1)
+        check_description(description)
+        digest = fingerprint(
+            "grant",
+            amount=amount,
+            kind=kind,
+            expires_at=expiry,
+            priority=priority,
+            description=description,
+        )
+
+        async def op(book: Book, state: AccountState, unit: LedgerUnit) -> Grant:
+            replay = self._replayed_entry(state, idempotency_key, digest)
+            if replay is not None:
+                assert replay.grant_id is not None
+                (record,) = await unit.get_grants([replay.grant_id])
+                return _grant_model(book.grants.get(record.id, record))
+            if expiry is not None and expiry <= book.now:
+                raise InvalidRequest("expires_at must be in the future")
+            record = book.add_grant(
+                kind,
+                amount,
+                priority=self.policy.priority_of(kind) if priority is None else priority,
+                expires_at=expiry,
+                description=description,
+                idempotency_key=idempotency_key,
+                request_hash=digest,
+            )
+            return _grant_model(record)
+
+        return await self._write(user_id, op, idempotency_key=idempotency_key)
+
+    async def spend(
+        self,
+        user_id: str,
+        amount: int,
+        *,
+        idempotency_key: str,
+        description: str | None = None,
+    ) -> Entry:
+        """Debit credits now, in spend order.
+
+        Raises:
+            InsufficientCredits: Not enough available; nothing was written.
+            IdempotencyConflict: The key was used with other arguments.
+            InvalidRequest: Bad arguments.
+        """
+        check_text_id(user_id, "user_id")
+        check_amount(amount)
+        check_text_id(idempotency_key, "idempotency_key")
+        check_description(description)
+        digest = fingerprint("spend", amount=amount, description=description)
+
+        async def op(book: Book, state: AccountState, unit: LedgerUnit) -> Entry:
+            replay = self._replayed_entry(state, idempotency_key, digest)
+            if replay is not None:
+                return _entry_model(replay)
+            record = book.spend(
+                amount,
+                description=description,
+                idempotency_key=idempotency_key,
+                request_hash=digest,
+            )
+            return _entry_model(record)
+
+        return await self._write(user_id, op, idempotency_key=idempotency_key)
+
+    async def hold(
+        self,
+        user_id: str,
+        amount: int,
+        *,
+        idempotency_key: str,
+        ttl: timedelta | None = None,
+    ) -> Hold:
+        """Reserve credits before an operation whose cost is known only after it.
+
+        The credits leave ``available`` at once. ``capture`` charges what was
+        used (never more than held) and returns the rest; ``release`` returns
+        all of it; a hold not settled within ``ttl`` (default
+        ``policy.hold_ttl``) lapses and its credits return on their own.
+
+        Raises:
+            InsufficientCredits: Not enough available; nothing was written.
+            IdempotencyConflict: The key was used with other arguments.
+            InvalidRequest: Bad arguments.
+        """
+        check_text_id(user_id, "user_id")
+        check_amount(amount)
+        check_text_id(idempotency_key, "idempotency_key")
+        if ttl is not None and (not isinstance(ttl, timedelta) or ttl <= timedelta(0)):
+            raise InvalidRequest("ttl must be a positive timedelta")
+        if ttl is not None and ttl > timedelta(days=7):
+            raise InvalidRequest("ttl must be at most 7 days")
+        lifetime = ttl or self.policy.hold_ttl
+        digest = fingerprint("hold", amount=amount, ttl=ttl)
+
+        async def op(book: Book, state: AccountState, unit: LedgerUnit) -> Hold:
+            if state.keyed_entry is not None:
+                raise _conflict(idempotency_key)
+            if state.keyed_hold is not None:
+                if state.keyed_hold.request_hash != digest:
+                    raise _conflict(idempotency_key)
+                return _hold_model(book.holds.get(state.keyed_hold.id, state.keyed_hold))
+            record = book.hold(
+                amount,
+                expires_at=book.now + lifetime,
+                idempotency_key=idempotency_key,
+                request_hash=digest,
+            )
+            return _hold_model(record)
+
+        return await self._write(user_id, op, idempotency_key=idempotency_key)
+
+    async def capture(self, hold_id: str, amount: int, *, description: str | None = None) -> Hold:
+        """Charge ``amount`` of an active hold and return the rest at once.
+
+        Capturing again with the same amount returns the captured hold and
+        charges nothing more, so retries are safe.
+
+        Raises:
+            NotFound: No such hold.
+            InvalidRequest: ``amount`` is negative or above the held amount.
+            HoldNotActive: The hold was released, lapsed, or captured with
+                another amount.
+        """
+        check_text_id(hold_id, "hold_id")
+        check_amount(amount, allow_zero=True)
+        check_description(description)
+
+        async def op(book: Book, hold: HoldRecord) -> Hold:
+            if amount > hold.amount:
+                raise InvalidRequest(f"cannot capture {amount}: the hold is for {hold.amount}")
+            if hold.status == "captured" and hold.captured == amount:
+                return _hold_model(hold)
+            _require_active(hold)
+            return _hold_model(book.capture(hold, amount, description=description))
+
+        return await self._on_hold(hold_id, op)
+
+    async def release(self, hold_id: str) -> Hold:
+        """Return all of an active hold's credits.
+
+        Releasing a released hold returns it unchanged.
+
+        Raises:
+            NotFound: No such hold.
+            HoldNotActive: The hold was captured or lapsed.
+        """
+        check_text_id(hold_id, "hold_id")
+
+        async def op(book: Book, hold: HoldRecord) -> Hold:
+            if hold.status == "released":
+                return _hold_model(hold)
+            _require_active(hold)
+            return _hold_model(book.release(hold))
+
+        return await self._on_hold(hold_id, op)
+
+    # -- reading the journal ------------------------------------------------------
+
+    async def history(
+        self,
+        user_id: str,
+        *,
+        types: Iterable[str] | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> HistoryPage:
+        """Return journal entries, newest first.
+
+        Args:
+            user_id: The account.
+            types: Only entries of these types (see ``EntryType``).
+            limit: Page size, 1 to 200.
+            cursor: ``next_cursor`` of the previous page.
+        """
+        check_text_id(user_id, "user_id")
+        type_list = _check_types(types)
+        check_int(limit, "limit", minimum=1, maximum=MAX_HISTORY_LIMIT)
+        before = None if cursor is None else _decode_cursor(cursor)
+        await self._settled_book(user_id)
+        records = await self._storage.entries(
+            user_id, types=type_list, limit=limit + 1, before_seq=before
+        )
+        page = records[:limit]
+        more = len(records) > limit
+        next_cursor = _encode_cursor(page[-1].seq) if more and page[-1].seq is not None else None
+        return HistoryPage(entries=tuple(_entry_model(r) for r in page), next_cursor=next_cursor)
+
+    async def export_csv(
+        self, user_id: str, *, types: Iterable[str] | None = None
+    ) -> AsyncIterator[str]:
+        """Stream the whole journal as CSV lines, newest first, header included.
+
+        Columns: ``created_at,type,amount,balance_after,description``. Text
+        that a spreadsheet would run as a formula is quoted with a leading ``'``.
+        """
+        check_text_id(user_id, "user_id")
+        type_list = _check_types(types)
+        await self._settled_book(user_id)
+        yield _csv_line(["created_at", "type", "amount", "balance_after", "description"])
+        before: int | None = None
+        while True:
+            records = await self._storage.entries(
+                user_id, types=type_list, limit=_EXPORT_PAGE, before_seq=before
+            )
+            for r in records:
+                yield _csv_line(
+                    [
+                        r.created_at.isoformat(),
+                        r.type,
+                        str(r.amount),
+                        str(r.balance_after),
+                        _safe_cell(r.description or ""),
+                    ]
+                )
+            if len(records) < _EXPORT_PAGE:
+                return
+            before = records[-1].seq
+
+    async def verify(self, user_id: str) -> None:
+        """Check that the stored grants, holds and journal agree.
+
+        Raises:
+            LedgerInvariantError: With one line per broken invariant.
+        """
+        check_text_id(user_id, "user_id")
+        data = await self._storage.audit(user_id)
+        if data is None:
+            return
+        problems = _audit(*data)
+        if problems:
+            logger.error("ledger invariant broken for an account: %s", problems)
+            raise LedgerInvariantError(user_id, problems)
+
+    # -- internals ------------------------------------------------------------------
+
+    async def _write(
+        self, user_id: str, op: Operation[T], *, idempotency_key: str | None = None
+    ) -> T:
+        async with self._storage.account(user_id, write=True) as unit:
+            state = await unit.state(idempotency_key=idempotency_key)
+            book = Book(state, read_clock(self._clock))
+            if state.created:
+                self._open(book)
+            await self._settle(book, unit)
+            result = await op(book, state, unit)
+            if book.changes:
+                await unit.apply(book.changes)
+            return result
+
+    async def _settled_book(self, user_id: str) -> Book:
+        """A book as of now; writes only if something is due or the account is new."""
+        try:
+            async with self._storage.account(user_id, write=False) as unit:
+                book = Book(await unit.state(), read_clock(self._clock))
+                await self._settle(book, unit)
+                if not book.changes:
+                    return book
+        except LookupError:
+            pass
+
+        async def op(book: Book, state: AccountState, unit: LedgerUnit) -> Book:
+            return book
+
+        return await self._write(user_id, op)
+
+    async def _on_hold(
+        self, hold_id: str, op: Callable[[Book, HoldRecord], Awaitable[Hold]]
+    ) -> Hold:
+        user_id = await self._storage.user_of_hold(hold_id)
+        if user_id is None:
+            raise NotFound(f"no hold {hold_id!r}")
+
+        async def unit_op(book: Book, state: AccountState, unit: LedgerUnit) -> Hold:
+            hold = book.holds.get(hold_id) or await unit.get_hold(hold_id)
+            if hold is None:  # holds are never deleted, but a bad backup could lose one
+                raise NotFound(f"no hold {hold_id!r}")
+            missing = book.missing_grants([hold]) if hold.status == "active" else set()
+            if missing:
+                book.load(await unit.get_grants(sorted(missing)))
+            return await op(book, hold)
+
+        return await self._write(user_id, unit_op)
+
+    def _open(self, book: Book) -> None:
+        logger.info("opened credit account")
+        if self.policy.trial_credits:
+            book.add_grant(
+                "trial",
+                self.policy.trial_credits,
+                priority=self.policy.priority_of("trial"),
+                expires_at=None,
+                description="Trial credits",
+            )
+
+    @staticmethod
+    async def _settle(book: Book, unit: LedgerUnit) -> None:
+        missing = book.missing_grants()
+        if missing:
+            book.load(await unit.get_grants(sorted(missing)))
+        book.settle()
+
+    @staticmethod
+    def _replayed_entry(state: AccountState, key: str, digest: str) -> EntryRecord | None:
+        if state.keyed_hold is not None:
+            raise _conflict(key)
+        entry = state.keyed_entry
+        if entry is None:
+            return None
+        if entry.request_hash != digest:
+            raise _conflict(key)
+        return entry
+
+    @staticmethod
+    def _balance(book: Book) -> Balance:
+        available, held = book.available(), book.held()
+        return Balance(
+            available=available,
+            held=held,
+            total=available + held,
+            breakdown=book.breakdown(),
+            monthly=None,
+            rollover_expires_at=book.earliest_expiry("rollover"),
+            as_of=book.now,
+        )
+
+
+# -- helpers ----------------------------------------------------------------------
+
+
+def _conflict(key: str) -> IdempotencyConflict:
+    return IdempotencyConflict(
+        "idempotency key already used with different arguments", idempotency_key=key
+    )
+
+
+def _require_active(hold: HoldRecord) -> None:
+    if hold.status != "active":
+        raise HoldNotActive(
+            f"hold {hold.id} is {hold.status}, not active", hold_id=hold.id, status=hold.status
+        )
+
+
+def _check_types(types: Iterable[str] | None) -> list[str] | None:
+    if types is None:
+        return None
+    if isinstance(types, str):
+        raise InvalidRequest("types must be a collection of entry types, not a string")
+    result = list(types)
+    unknown = sorted(set(result) - ENTRY_TYPES)
+    if unknown:
+        raise InvalidRequest(f"unknown entry types: {', '.join(map(str, unknown))}")
+    return result
+
+
+def _encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    if not isinstance(cursor, str) or not cursor or len(cursor) > 64:
+        raise InvalidRequest("invalid cursor")
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, number = raw.partition(":")
+        if prefix != "seq" or not number.isdigit():
+            raise ValueError(raw)
+        return int(number)
+    except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
+        raise InvalidRequest("invalid cursor") from exc
+
+
+def _csv_line(cells: Sequence[str]) -> str:
+    out = io.StringIO()
+    csv.writer(out).writerow(cells)
+    return out.getvalue()
+
+
+def _safe_cell(text: str) -> str:
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _grant_model(record: GrantRecord) -> Grant:
+    return Grant(
+        id=record.id,
+        kind=record.kind,
+        amount=record.amount,
+        remaining=record.remaining,
+        priority=record.priority,
+        effective_at=record.effective_at,
+        expires_at=record.expires_at,
+        created_at=record.created_at,
+        description=record.description,
+    )
+
+
+def _entry_model(record: EntryRecord) -> Entry:
+    return Entry(
+        id=record.id,
+        type=record.type,
+        amount=record.amount,
+        balance_after=record.balance_after,
+        created_at=record.created_at,
+        description=record.description,
+        grant_id=record.grant_id,
+        hold_id=record.hold_id,
+        draws=record.draws,
+    )
+
+
+def _hold_model(record: HoldRecord) -> Hold:
+    return Hold(
+        id=record.id,
+        amount=record.amount,
+        captured=record.captured,
+        status=record.status,
+        created_at=record.created_at,
+        expires_at=record.expires_at,
+        settled_at=record.settled_at,
+    )
+
+
+def _audit(
+    grants: list[GrantRecord], holds: list[HoldRecord], entries: list[EntryRecord]
+) -> list[str]:
+    """Every invariant that stored data must satisfy, as a list of violations."""
+    problems: list[str] = []
+    by_id = {g.id: g for g in grants}
+    consumed: dict[str, int] = dict.fromkeys(by_id, 0)
+
+    def consume(grant_id: str, amount: int, what: str) -> None:
+        if grant_id not in consumed:
+            problems.append(f"{what} refers to unknown grant {grant_id}")
+            return
+        consumed[grant_id] += amount
+
+    credits: dict[str, int] = {}
+    for e in entries:
+        if e.balance_after < 0:
+            problems.append(f"entry {e.id} leaves a negative balance ({e.balance_after})")
+        if e.type in GRANT_KINDS:
+            if e.amount <= 0 or e.grant_id is None:
+                problems.append(f"credit entry {e.id} has no grant or a non-positive amount")
+            else:
+                credits[e.grant_id] = credits.get(e.grant_id, 0) + 1
+                grant = by_id.get(e.grant_id)
+                if grant is None or grant.amount != e.amount or grant.kind != e.type:
+                    problems.append(f"credit entry {e.id} does not match grant {e.grant_id}")
+        elif e.type == "spend":
+            drawn = sum(d.amount for d in e.draws)
+            if e.amount >= 0 or drawn != -e.amount:
+                problems.append(f"spend {e.id} of {e.amount} draws {drawn}")
+            for d in e.draws:
+                consume(d.grant_id, d.amount, f"spend {e.id}")
+        elif e.type in ("expire", "clawback"):
+            if e.amount >= 0 or e.grant_id is None:
+                problems.append(f"{e.type} entry {e.id} must debit one grant")
+            else:
+                consume(e.grant_id, -e.amount, f"{e.type} {e.id}")
+    for g in grants:
+        if credits.get(g.id, 0) != 1:
+            problems.append(f"grant {g.id} has {credits.get(g.id, 0)} credit entries, not 1")
+    held = 0
+    captures = {e.hold_id: e for e in entries if e.hold_id is not None}
+    for h in holds:
+        drawn = sum(d.amount for d in h.draws)
+        if drawn != h.amount:
+            problems.append(f"hold {h.id} of {h.amount} draws {drawn}")
+        if not 0 <= h.captured <= h.amount:
+            problems.append(f"hold {h.id} captured {h.captured} of {h.amount}")
+        if h.status == "active":
+            held += h.amount
+            for d in h.draws:
+                consume(d.grant_id, d.amount, f"hold {h.id}")
+        capture = captures.get(h.id)
+        charged = 0 if capture is None else -capture.amount
+        if charged != (h.captured if h.status == "captured" else 0):
+            problems.append(f"hold {h.id} ({h.status}, captured {h.captured}) charged {charged}")
+    for g in grants:
+        expected = g.amount - consumed[g.id]
+        if g.remaining != expected or not 0 <= g.remaining <= g.amount:
+            problems.append(
+                f"grant {g.id} has {g.remaining} remaining; its journal says {expected}"
+            )
+    journal = sum(e.amount for e in entries)
+    stored = sum(g.remaining for g in grants) + held
+    if journal != stored:
+        problems.append(f"journal sums to {journal} but grants and holds hold {stored}")
+    return problems

@@ -1,0 +1,170 @@
+"""The storage port: plain records and the unit of work the services need.
+
+Storage holds no money rules. It locks an account, hands its live rows to
+the services as plain data, and writes back the rows the services decided on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from ..config import GrantKind
+from ..models import Draw, EntryType, HoldStatus
+
+__all__ = [
+    "AccountState",
+    "Changes",
+    "EntryRecord",
+    "GrantRecord",
+    "HoldRecord",
+    "LedgerStorage",
+    "LedgerUnit",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class GrantRecord:
+    """A stored grant."""
+
+    id: str
+    kind: GrantKind
+    amount: int
+    remaining: int
+    priority: int
+    effective_at: datetime
+    expires_at: datetime | None
+    created_at: datetime
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HoldRecord:
+    """A stored hold; ``draws`` are the credits it took from each grant."""
+
+    id: str
+    amount: int
+    captured: int
+    status: HoldStatus
+    draws: tuple[Draw, ...]
+    created_at: datetime
+    expires_at: datetime
+    settled_at: datetime | None = None
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EntryRecord:
+    """A stored journal entry. ``seq`` orders the journal; storage assigns it."""
+
+    id: str
+    type: EntryType
+    amount: int
+    balance_after: int
+    created_at: datetime
+    description: str | None = None
+    grant_id: str | None = None
+    hold_id: str | None = None
+    draws: tuple[Draw, ...] = ()
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountState:
+    """What the services need to decide a write on one account.
+
+    Attributes:
+        user_id: The account's user.
+        created: True if this unit of work created the account.
+        grants: Grants with credits left (live, future or expired-but-not-yet-recorded).
+        holds: Holds whose status is still ``active`` (including lapsed ones).
+        keyed_entry: The entry recorded under the requested idempotency key, if any.
+        keyed_hold: The hold recorded under the requested idempotency key, if any.
+    """
+
+    user_id: str
+    created: bool
+    grants: tuple[GrantRecord, ...]
+    holds: tuple[HoldRecord, ...]
+    keyed_entry: EntryRecord | None = None
+    keyed_hold: HoldRecord | None = None
+
+
+@dataclass(slots=True)
+class Changes:
+    """Rows a unit of work writes back, in this order: grants, holds, entries."""
+
+    new_grants: list[GrantRecord] = field(default_factory=list)
+    grant_remaining: dict[str, int] = field(default_factory=dict)
+    new_holds: list[HoldRecord] = field(default_factory=list)
+    updated_holds: list[HoldRecord] = field(default_factory=list)
+    new_entries: list[EntryRecord] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.new_grants
+            or self.grant_remaining
+            or self.new_holds
+            or self.updated_holds
+            or self.new_entries
+        )
+
+
+class LedgerUnit(Protocol):
+    """One transaction on one account; writes hold the account's lock."""
+
+    async def state(self, *, idempotency_key: str | None = None) -> AccountState:
+        """Read the account's live rows (and the rows recorded under a key)."""
+        ...
+
+    async def get_grants(self, grant_ids: Sequence[str]) -> list[GrantRecord]:
+        """Read grants of this account by id, whatever their remaining."""
+        ...
+
+    async def get_hold(self, hold_id: str) -> HoldRecord | None:
+        """Read one hold of this account."""
+        ...
+
+    async def apply(self, changes: Changes) -> None:
+        """Write the rows; only valid in a write unit."""
+        ...
+
+
+class LedgerStorage(Protocol):
+    """What the CreditLedger needs from storage."""
+
+    def account(self, user_id: str, *, write: bool) -> AbstractAsyncContextManager[LedgerUnit]:
+        """Open a unit of work on ``user_id``'s account.
+
+        A write unit locks the account (creating it if missing) until it exits;
+        it commits on normal exit and rolls back on an exception. A read unit
+        raises ``LookupError`` when the account does not exist.
+        """
+        ...
+
+    async def user_of_hold(self, hold_id: str) -> str | None:
+        """Return the user id owning a hold, or None."""
+        ...
+
+    async def entries(
+        self,
+        user_id: str,
+        *,
+        types: Sequence[str] | None,
+        limit: int,
+        before_seq: int | None,
+    ) -> list[EntryRecord]:
+        """Return up to ``limit`` entries, newest first, with ``seq`` below ``before_seq``."""
+        ...
+
+    async def audit(
+        self, user_id: str
+    ) -> tuple[list[GrantRecord], list[HoldRecord], list[EntryRecord]] | None:
+        """Return every grant, hold and entry of an account (None if it does not exist)."""
+        ...

@@ -1,0 +1,119 @@
+"""Engine creation and the per-dialect transaction rules.
+
+SQLite: WAL, a busy timeout, and ``BEGIN IMMEDIATE`` for write transactions
+so writers queue for the lock instead of failing mid-transaction; inside one
+process writers also queue on an asyncio lock, which is cheaper than SQLite's
+busy polling. PostgreSQL: ordinary transactions; writers lock the account row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from ...errors import InvalidRequest
+
+DEFAULT_URL = "sqlite+aiosqlite:///./prpm_playground.db"
+BUSY_TIMEOUT_S = 30.0
+_CONFIGURED = "_prpm_playground_configured"
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """Create an async engine for ``url`` with the settings this library relies on."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise InvalidRequest(f"not a database URL: {url!r}") from exc
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.get_driver_name() != "aiosqlite":
+            raise InvalidRequest("SQLite URLs must use the async driver: sqlite+aiosqlite://")
+        kwargs: dict[str, Any] = {"connect_args": {"timeout": BUSY_TIMEOUT_S}}
+        if is_memory(parsed.database):
+            kwargs["poolclass"] = StaticPool
+        engine = create_async_engine(parsed, **kwargs)
+    elif backend == "postgresql":
+        if parsed.get_driver_name() != "asyncpg":
+            raise InvalidRequest(
+                "PostgreSQL URLs must use the async driver: postgresql+asyncpg:// "
+                "(pip install 'prpm-playground[postgres]')"
+            )
+        engine = create_async_engine(parsed, pool_pre_ping=True)
+    else:
+        raise InvalidRequest(f"unsupported database {backend!r}: use SQLite or PostgreSQL")
+    configure(engine)
+    return engine
+
+
+def is_memory(database: str | None) -> bool:
+    """True for an in-memory SQLite database."""
+    return not database or database == ":memory:" or "mode=memory" in database
+
+
+def configure(engine: AsyncEngine) -> None:
+    """Install per-connection SQLite settings; harmless to call twice."""
+    if engine.dialect.name != "sqlite" or getattr(engine.sync_engine, _CONFIGURED, False):
+        return
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            if not is_memory(engine.url.database):
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cursor.close()
+
+    setattr(engine.sync_engine, _CONFIGURED, True)
+
+
+class Transactions:
+    """Opens transactions with the dialect's locking rules."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._memory = self.dialect == "sqlite" and is_memory(engine.url.database)
+        self._writer = asyncio.Lock() if self.dialect == "sqlite" else None
+
+    @property
+    def is_postgres(self) -> bool:
+        """True on PostgreSQL."""
+        return self.dialect == "postgresql"
+
+    @asynccontextmanager
+    async def begin(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
+        """A transaction that commits on success and rolls back on error."""
+        if self._writer is not None and (write or self._memory):
+            async with self._writer, self._begin(write=write) as conn:
+                yield conn
+        else:
+            async with self._begin(write=write) as conn:
+                yield conn
+
+    @asynccontextmanager
+    async def _begin(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                # pysqlite would begin lazily, and only before DML; begin now,
+                # and take the write lock up front so a reader never has to upgrade.
+                await conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+            else:
+                await conn.begin()
+            try:
+                yield conn
+            except BaseException:
+                await conn.rollback()
+                raise
+            else:
+                await conn.commit()

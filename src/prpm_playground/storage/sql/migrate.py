@@ -1,0 +1,59 @@
+"""Runs the packaged Alembic migrations on a connection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection
+
+from ...errors import SchemaMismatch
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+UPGRADE_HINT = "prpm-playground db upgrade --url <database url>  (or: await storage.migrate())"
+
+
+def _config(connection: Connection | None, prefix: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    config.attributes["table_prefix"] = prefix
+    return config
+
+
+def head_revision(prefix: str = "prpm_") -> str:
+    """The newest revision this version of the library ships."""
+    head = ScriptDirectory.from_config(_config(None, prefix)).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(connection: Connection, prefix: str) -> str | None:
+    """The revision the database is at, or None if it was never migrated."""
+    context = MigrationContext.configure(
+        connection, opts={"version_table": f"{prefix}alembic_version"}
+    )
+    return context.get_current_revision()
+
+
+def check_known(revision: str | None, prefix: str) -> None:
+    """Refuse a database migrated by a newer version of the library."""
+    if revision is None:
+        return
+    script = ScriptDirectory.from_config(_config(None, prefix))
+    known = {rev.revision for rev in script.walk_revisions()}
+    if revision not in known:
+        raise SchemaMismatch(
+            f"the database schema is at revision {revision!r}, which is newer than this "
+            f"prpm_playground (head {head_revision(prefix)!r}); upgrade the library: "
+            "pip install --upgrade prpm-playground"
+        )
+
+
+def upgrade(connection: Connection, prefix: str, revision: str = "head") -> None:
+    """Create or upgrade the schema on ``connection`` (inside its transaction)."""
+    check_known(current_revision(connection, prefix), prefix)
+    command.upgrade(_config(connection, prefix), revision)

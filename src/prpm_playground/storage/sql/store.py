@@ -1,0 +1,198 @@
+"""SQLAlchemyStorage: the SQL adapter's entry point."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ..._clock import utc_now
+from ...errors import InvalidRequest, SchemaMismatch
+from ..base import EntryRecord, GrantRecord, HoldRecord
+from . import migrate as migrations
+from .engine import DEFAULT_URL, Transactions, configure, create_engine
+from .ledger_store import SQLLedgerUnit, lock_account
+from .records import to_entry, to_grant, to_hold
+from .tables import Tables, build_tables
+
+__all__ = ["SQLAlchemyStorage"]
+
+logger = logging.getLogger(__name__)
+
+_PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,29}$")
+
+
+class SQLAlchemyStorage:
+    """Storage on SQLite (the embedded default) or PostgreSQL, via SQLAlchemy 2 async.
+
+    All tables, indexes, constraints and the migration version table carry
+    ``table_prefix``, in the library's own ``MetaData``; host tables are never
+    touched.
+
+    Args:
+        url_or_async_engine: A URL (``sqlite+aiosqlite:///…`` or
+            ``postgresql+asyncpg://…``) or an ``AsyncEngine`` the host owns.
+            Defaults to ``sqlite+aiosqlite:///./prpm_playground.db``.
+        table_prefix: Prefix of every object the library creates.
+
+    Raises:
+        InvalidRequest: An unsupported URL or a malformed prefix.
+    """
+
+    def __init__(
+        self,
+        url_or_async_engine: str | AsyncEngine | None = None,
+        *,
+        table_prefix: str = "prpm_",
+    ) -> None:
+        if not isinstance(table_prefix, str) or not _PREFIX.match(table_prefix):
+            raise InvalidRequest(
+                "table_prefix must be 1-30 lower-case letters, digits or '_', "
+                "starting with a letter"
+            )
+        if isinstance(url_or_async_engine, AsyncEngine):
+            self.engine = url_or_async_engine
+            self._owns_engine = False
+            configure(self.engine)
+        else:
+            self.engine = create_engine(url_or_async_engine or DEFAULT_URL)
+            self._owns_engine = True
+        if self.engine.dialect.name not in ("sqlite", "postgresql"):
+            raise InvalidRequest(f"unsupported database {self.engine.dialect.name!r}")
+        self.tables: Tables = build_tables(table_prefix)
+        self.table_prefix = table_prefix
+        self._tx = Transactions(self.engine)
+        self._schema_checked = False
+        self._schema_lock = asyncio.Lock()
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def migrate(self) -> None:
+        """Create or upgrade the schema to this version's head. Idempotent.
+
+        Safe to call from several processes at once: on PostgreSQL the
+        migration runs under an advisory lock, on SQLite under the write lock.
+
+        Raises:
+            SchemaMismatch: The database was migrated by a newer version.
+        """
+        async with self._tx.begin(write=True) as conn:
+            if self._tx.is_postgres:
+                await conn.exec_driver_sql(
+                    f"SELECT pg_advisory_xact_lock(hashtext('{self.table_prefix}migrate'))"
+                )
+            await conn.run_sync(migrations.upgrade, self.table_prefix)
+        self._schema_checked = True
+        logger.info("prpm_playground schema is at %s", migrations.head_revision())
+
+    async def current_revision(self) -> str | None:
+        """The schema revision of the database, or None if never migrated."""
+        async with self._tx.begin(write=False) as conn:
+            return await conn.run_sync(migrations.current_revision, self.table_prefix)
+
+    async def close(self) -> None:
+        """Release connections. An engine passed in by the host is left open."""
+        if self._owns_engine:
+            await self.engine.dispose()
+
+    async def _check_schema(self) -> None:
+        if self._schema_checked:
+            return
+        async with self._schema_lock:
+            if self._schema_checked:
+                return
+            revision = await self.current_revision()
+            migrations.check_known(revision, self.table_prefix)
+            head = migrations.head_revision(self.table_prefix)
+            if revision != head:
+                raise SchemaMismatch(
+                    f"the database schema is at {revision or 'nothing (not migrated)'}, "
+                    f"this prpm_playground needs {head}; run: {migrations.UPGRADE_HINT}"
+                )
+            self._schema_checked = True
+
+    # -- the ledger port --------------------------------------------------------
+
+    @asynccontextmanager
+    async def account(self, user_id: str, *, write: bool) -> AsyncIterator[SQLLedgerUnit]:
+        """Open a unit of work on one account (see ``LedgerStorage.account``)."""
+        await self._check_schema()
+        async with self._tx.begin(write=write) as conn:
+            if write:
+                account_id, created = await lock_account(
+                    self._tx, conn, self.tables, user_id, utc_now
+                )
+            else:
+                acc = self.tables.accounts
+                found = (
+                    await conn.execute(select(acc.c.id).where(acc.c.user_id == user_id))
+                ).scalar()
+                if found is None:
+                    raise LookupError(user_id)
+                account_id, created = found, False
+            yield SQLLedgerUnit(
+                conn, self.tables, account_id, user_id, created=created, write=write
+            )
+
+    async def user_of_hold(self, hold_id: str) -> str | None:
+        """Return the user id owning a hold, or None."""
+        await self._check_schema()
+        acc, holds = self.tables.accounts, self.tables.holds
+        query = select(acc.c.user_id).join(holds, holds.c.account_id == acc.c.id)
+        async with self._tx.begin(write=False) as conn:
+            return (await conn.execute(query.where(holds.c.id == hold_id))).scalar()
+
+    async def entries(
+        self,
+        user_id: str,
+        *,
+        types: Sequence[str] | None,
+        limit: int,
+        before_seq: int | None,
+    ) -> list[EntryRecord]:
+        """Return up to ``limit`` entries, newest first, with ``seq`` below ``before_seq``."""
+        await self._check_schema()
+        acc, e = self.tables.accounts, self.tables.entries
+        query = (
+            select(e)
+            .join(acc, acc.c.id == e.c.account_id)
+            .where(acc.c.user_id == user_id)
+            .order_by(e.c.seq.desc())
+            .limit(limit)
+        )
+        if types is not None:
+            query = query.where(e.c.type.in_(list(types)))
+        if before_seq is not None:
+            query = query.where(e.c.seq < before_seq)
+        async with self._tx.begin(write=False) as conn:
+            return [to_entry(r) for r in await conn.execute(query)]
+
+    async def audit(
+        self, user_id: str
+    ) -> tuple[list[GrantRecord], list[HoldRecord], list[EntryRecord]] | None:
+        """Return every grant, hold and entry of an account, or None if it does not exist."""
+        await self._check_schema()
+        t = self.tables
+        async with self._tx.begin(write=False) as conn:
+            account_id = (
+                await conn.execute(select(t.accounts.c.id).where(t.accounts.c.user_id == user_id))
+            ).scalar()
+            if account_id is None:
+                return None
+            grants = await conn.execute(select(t.grants).where(t.grants.c.account_id == account_id))
+            holds = await conn.execute(select(t.holds).where(t.holds.c.account_id == account_id))
+            entries = await conn.execute(
+                select(t.entries)
+                .where(t.entries.c.account_id == account_id)
+                .order_by(t.entries.c.seq)
+            )
+            return (
+                [to_grant(r) for r in grants],
+                [to_hold(r) for r in holds],
+                [to_entry(r) for r in entries],
+            )

@@ -1,0 +1,165 @@
+"""Table definitions. Every name carries the configurable prefix.
+
+The migrations under ``migrations/versions`` create exactly this schema; a
+test compares the two, so change both together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+NAMING_CONVENTION = {
+    "ix": "%(table_name)s_%(column_0_N_name)s_ix",
+    "uq": "%(table_name)s_%(column_0_N_name)s_uq",
+    "ck": "%(table_name)s_%(constraint_name)s_ck",
+    "fk": "%(table_name)s_%(column_0_name)s_fk",
+    "pk": "%(table_name)s_pk",
+}
+
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend.
+
+    PostgreSQL stores ``timestamptz``; SQLite stores naive UTC text in one
+    fixed format, so comparisons in SQL order correctly.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        return dialect.type_descriptor(DateTime(timezone=dialect.name == "postgresql"))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime reached storage")
+        value = value.astimezone(UTC)
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The library's tables under one prefix."""
+
+    prefix: str
+    metadata: MetaData
+    accounts: Table
+    grants: Table
+    holds: Table
+    entries: Table
+
+    @property
+    def version_table(self) -> str:
+        """Name of the Alembic version table."""
+        return f"{self.prefix}alembic_version"
+
+
+def build_tables(prefix: str) -> Tables:
+    """Define the tables under ``prefix`` in a fresh ``MetaData``."""
+    md = MetaData(naming_convention=NAMING_CONVENTION)
+    p = prefix
+    accounts = Table(
+        f"{p}accounts",
+        md,
+        Column("id", Id, primary_key=True, autoincrement=True),
+        Column("user_id", String(255), nullable=False),
+        Column("created_at", UTCDateTime(), nullable=False),
+        UniqueConstraint("user_id"),
+    )
+    grants = Table(
+        f"{p}grants",
+        md,
+        Column("id", String(40), primary_key=True),
+        Column("account_id", Id, ForeignKey(f"{p}accounts.id"), nullable=False),
+        Column("kind", String(16), nullable=False),
+        Column("amount", BigInteger(), nullable=False),
+        Column("remaining", BigInteger(), nullable=False),
+        Column("priority", Integer(), nullable=False),
+        Column("effective_at", UTCDateTime(), nullable=False),
+        Column("expires_at", UTCDateTime(), nullable=True),
+        Column("created_at", UTCDateTime(), nullable=False),
+        Column("description", Text(), nullable=True),
+        CheckConstraint("amount > 0", name="amount"),
+        CheckConstraint("remaining >= 0 AND remaining <= amount", name="remaining"),
+    )
+    Index(
+        f"{p}grants_live_ix",
+        grants.c.account_id,
+        postgresql_where=grants.c.remaining > 0,
+        sqlite_where=grants.c.remaining > 0,
+    )
+    holds = Table(
+        f"{p}holds",
+        md,
+        Column("id", String(40), primary_key=True),
+        Column("account_id", Id, ForeignKey(f"{p}accounts.id"), nullable=False),
+        Column("amount", BigInteger(), nullable=False),
+        Column("captured", BigInteger(), nullable=False),
+        Column("status", String(16), nullable=False),
+        Column("draws", Text(), nullable=False),
+        Column("created_at", UTCDateTime(), nullable=False),
+        Column("expires_at", UTCDateTime(), nullable=False),
+        Column("settled_at", UTCDateTime(), nullable=True),
+        Column("idempotency_key", String(255), nullable=True),
+        Column("request_hash", String(64), nullable=True),
+        UniqueConstraint("account_id", "idempotency_key"),
+        CheckConstraint("amount > 0", name="amount"),
+        CheckConstraint("captured >= 0 AND captured <= amount", name="captured"),
+        CheckConstraint("status IN ('active', 'captured', 'released', 'expired')", name="status"),
+    )
+    Index(
+        f"{p}holds_active_ix",
+        holds.c.account_id,
+        postgresql_where=holds.c.status == "active",
+        sqlite_where=holds.c.status == "active",
+    )
+    entries = Table(
+        f"{p}entries",
+        md,
+        Column("seq", Id, primary_key=True, autoincrement=True),
+        Column("id", String(40), nullable=False),
+        Column("account_id", Id, ForeignKey(f"{p}accounts.id"), nullable=False),
+        Column("type", String(16), nullable=False),
+        Column("amount", BigInteger(), nullable=False),
+        Column("balance_after", BigInteger(), nullable=False),
+        Column("created_at", UTCDateTime(), nullable=False),
+        Column("description", Text(), nullable=True),
+        Column("grant_id", String(40), ForeignKey(f"{p}grants.id"), nullable=True),
+        Column("hold_id", String(40), ForeignKey(f"{p}holds.id"), nullable=True),
+        Column("draws", Text(), nullable=True),
+        Column("idempotency_key", String(255), nullable=True),
+        Column("request_hash", String(64), nullable=True),
+        UniqueConstraint("id"),
+        UniqueConstraint("account_id", "idempotency_key"),
+        CheckConstraint("balance_after >= 0", name="balance_after"),
+    )
+    Index(f"{p}entries_account_ix", entries.c.account_id, entries.c.seq)
+    return Tables(p, md, accounts, grants, holds, entries)
