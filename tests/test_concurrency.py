@@ -1,0 +1,114 @@
+"""Real parallel tasks against real databases: no overdraft, no double effect."""
+
+from __future__ import annotations
+
+import asyncio
+
+from prpm_playground import CreditLedger, InsufficientCredits, SQLAlchemyStorage
+
+
+async def test_200_spends_against_100_credits(bare: CreditLedger, user: str) -> None:
+    await bare.grant(user, 100, kind="purchased", idempotency_key="fund")
+    results = await asyncio.gather(
+        *(bare.spend(user, 1, idempotency_key=f"spend-{i}") for i in range(200)),
+        return_exceptions=True,
+    )
+    won = [r for r in results if not isinstance(r, BaseException)]
+    lost = [r for r in results if isinstance(r, BaseException)]
+    assert len(won) == 100
+    assert len(lost) == 100
+    assert all(isinstance(r, InsufficientCredits) for r in lost), {type(r) for r in lost}
+    assert sorted(e.balance_after for e in won) == list(range(100))
+    balance = await bare.balance(user)
+    assert (balance.available, balance.held) == (0, 0)
+    await bare.verify(user)
+
+
+async def test_50_replays_of_one_key_have_one_effect(bare: CreditLedger, user: str) -> None:
+    await bare.grant(user, 100, kind="purchased", idempotency_key="fund")
+    results = await asyncio.gather(
+        *(bare.spend(user, 7, idempotency_key="the-run") for _ in range(50))
+    )
+    assert len({r.id for r in results}) == 1
+    assert (await bare.balance(user)).available == 93
+    assert len((await bare.history(user, types=["spend"])).entries) == 1
+    await bare.verify(user)
+
+
+async def test_concurrent_grant_replays(bare: CreditLedger, user: str) -> None:
+    results = await asyncio.gather(
+        *(bare.grant(user, 250, kind="purchased", idempotency_key="pi_9") for _ in range(30))
+    )
+    assert len({g.id for g in results}) == 1
+    assert (await bare.balance(user)).available == 250
+
+
+async def test_concurrent_first_touch_grants_trial_once(ledger: CreditLedger, user: str) -> None:
+    # Many requests of a brand-new user race to open the account.
+    results = await asyncio.gather(*(ledger.open_account(user) for _ in range(30)))
+    assert {b.available for b in results} == {5}
+    assert len((await ledger.history(user, types=["trial"])).entries) == 1
+    await ledger.verify(user)
+
+
+async def test_concurrent_holds_never_overdraw(bare: CreditLedger, user: str) -> None:
+    # Credits for exactly one run: exactly one hold succeeds.
+    await bare.grant(user, 10, kind="purchased", idempotency_key="fund")
+    results = await asyncio.gather(
+        *(bare.hold(user, 10, idempotency_key=f"run-{i}") for i in range(10)),
+        return_exceptions=True,
+    )
+    holds = [r for r in results if not isinstance(r, BaseException)]
+    assert len(holds) == 1
+    assert all(isinstance(r, InsufficientCredits) for r in results if r not in holds)
+    await bare.capture(holds[0].id, 4)
+    assert (await bare.balance(user)).available == 6
+
+
+async def test_mixed_concurrent_operations_stay_consistent(bare: CreditLedger, user: str) -> None:
+    await bare.grant(user, 500, kind="purchased", idempotency_key="fund")
+
+    async def run(i: int) -> None:
+        hold = await bare.hold(user, 5, idempotency_key=f"h{i}")
+        await bare.spend(user, 1, idempotency_key=f"s{i}")
+        if i % 2:
+            await bare.capture(hold.id, i % 5)
+        else:
+            await bare.release(hold.id)
+
+    await asyncio.gather(*(run(i) for i in range(40)))
+    charged = sum(i % 5 for i in range(40) if i % 2) + 40
+    assert (await bare.balance(user)).available == 500 - charged
+    await bare.verify(user)
+
+
+async def test_many_accounts_in_parallel(bare: CreditLedger, storage: SQLAlchemyStorage) -> None:
+    users = [f"parallel-{i}-{id(storage)}" for i in range(20)]
+    await asyncio.gather(*(bare.grant(u, 10, idempotency_key="g") for u in users))
+    await asyncio.gather(
+        *(bare.spend(u, 1, idempotency_key=f"s{j}") for u in users for j in range(5))
+    )
+    for u in users:
+        assert (await bare.balance(u)).available == 5
+
+
+async def test_two_instances_share_one_account(storage: SQLAlchemyStorage, user: str) -> None:
+    # A second storage has its own in-process write lock and (on SQLite) its own
+    # engine, like another app process: only the database's locking protects us.
+    if storage.engine.dialect.name == "sqlite":
+        twin = SQLAlchemyStorage(storage.engine.url.render_as_string(hide_password=False))
+    else:
+        twin = SQLAlchemyStorage(storage.engine)
+    await twin.migrate()
+    first = CreditLedger(storage, policy=None)
+    second = CreditLedger(twin)
+    await first.grant(user, 45, kind="purchased", idempotency_key="fund")  # + 5 trial
+    results = await asyncio.gather(
+        *((first if i % 2 else second).spend(user, 1, idempotency_key=f"s{i}") for i in range(80)),
+        return_exceptions=True,
+    )
+    assert sum(not isinstance(r, BaseException) for r in results) == 50
+    assert all(isinstance(r, InsufficientCredits) for r in results if isinstance(r, BaseException))
+    assert (await second.balance(user)).available == 0
+    await first.verify(user)
+    await twin.close()

@@ -1,0 +1,73 @@
+"""The public surface: __all__ is exact, errors have stable codes."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+import prpm_playground
+from prpm_playground import errors
+
+
+def test_all_lists_exactly_the_public_names() -> None:
+    public = {
+        name
+        for name, value in vars(prpm_playground).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert public | {"__version__"} == set(prpm_playground.__all__)
+    assert sorted(prpm_playground.__all__, key=str.lower) == sorted(
+        set(prpm_playground.__all__), key=str.lower
+    )
+
+
+@pytest.mark.parametrize("name", prpm_playground.__all__)
+def test_every_exported_name_imports(name: str) -> None:
+    assert getattr(prpm_playground, name) is not None
+
+
+def test_binding_names_exist() -> None:
+    from prpm_playground import (  # noqa: F401
+        CreditLedger,
+        CreditPack,
+        CreditPolicy,
+        IdempotencyConflict,
+        InsufficientCredits,
+        InvalidRequest,
+        NotFound,
+        PlaygroundError,
+        SQLAlchemyStorage,
+    )
+
+
+EXPECTED_CODES = {
+    "PlaygroundError": "playground_error",
+    "InvalidRequest": "invalid_request",
+    "NotFound": "not_found",
+    "Conflict": "conflict",
+    "IdempotencyConflict": "idempotency_conflict",
+    "HoldNotActive": "hold_not_active",
+    "InsufficientCredits": "insufficient_credits",
+    "LedgerInvariantError": "ledger_invariant",
+    "SchemaMismatch": "schema_mismatch",
+}
+
+
+def test_error_codes_are_stable_and_unique() -> None:
+    classes = {name: getattr(errors, name) for name in errors.__all__}
+    assert {name: cls.code for name, cls in classes.items()} == EXPECTED_CODES
+    assert all(issubclass(cls, errors.PlaygroundError) for cls in classes.values())
+
+
+def test_error_bodies() -> None:
+    body = errors.InsufficientCredits(required=4, available=1).to_dict()
+    assert body == {
+        "error": "insufficient_credits",
+        "message": "insufficient credits: 4 required, 1 available",
+        "required": 4,
+        "available": 1,
+    }
+    conflict = errors.IdempotencyConflict("x", idempotency_key="k")
+    assert isinstance(conflict, errors.Conflict)
+    assert conflict.to_dict()["idempotency_key"] == "k"

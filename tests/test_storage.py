@@ -1,0 +1,196 @@
+"""SQLAlchemyStorage: migrations, prefixes, host engines, schema checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Column, Integer, MetaData, String, Table, inspect, text
+
+from prpm_playground import CreditLedger, InvalidRequest, SchemaMismatch, SQLAlchemyStorage
+from prpm_playground.storage.sql.migrate import head_revision
+from prpm_playground.storage.sql.tables import build_tables
+
+from .conftest import Backend
+
+
+async def _names(storage: SQLAlchemyStorage) -> dict[str, list[str]]:
+    def read(sync_conn: Any) -> dict[str, list[str]]:
+        insp = inspect(sync_conn)
+        result: dict[str, list[str]] = {}
+        for table in insp.get_table_names():
+            names = [ix["name"] for ix in insp.get_indexes(table)]
+            names += [uq["name"] for uq in insp.get_unique_constraints(table)]
+            names += [fk["name"] for fk in insp.get_foreign_keys(table)]
+            names += [ck["name"] for ck in insp.get_check_constraints(table)]
+            result[table] = [n for n in names if n]
+        return result
+
+    async with storage.engine.connect() as conn:
+        return await conn.run_sync(read)
+
+
+async def test_migrate_is_idempotent_and_prefixed(backend: Backend) -> None:
+    engine = await backend.make_engine()
+    storage = SQLAlchemyStorage(engine, table_prefix="acme_")
+    assert await storage.current_revision() is None
+    await storage.migrate()
+    await storage.migrate()
+    assert await storage.current_revision() == head_revision()
+    names = await _names(storage)
+    assert set(names) == {
+        "acme_accounts",
+        "acme_grants",
+        "acme_holds",
+        "acme_entries",
+        "acme_alembic_version",
+    }
+    for table, objects in names.items():
+        assert all(n.startswith("acme_") for n in objects), (table, objects)
+
+
+async def test_host_tables_untouched_and_engine_kept(backend: Backend) -> None:
+    engine = await backend.make_engine()
+    host = MetaData()
+    users = Table(
+        "users", host, Column("id", Integer, primary_key=True), Column("name", String(20))
+    )
+    async with engine.begin() as conn:
+        await conn.run_sync(host.create_all)
+        await conn.execute(users.insert().values(id=1, name="ada"))
+    storage = SQLAlchemyStorage(engine)
+    await storage.migrate()
+    await CreditLedger(storage).open_account("ada")
+    await storage.close()
+    # The host's engine still works after close(), and its table and rows are intact.
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT name FROM users"))).scalar() == "ada"
+    assert "users" not in build_tables("prpm_").metadata.tables
+
+
+async def test_two_prefixes_share_a_database(backend: Backend) -> None:
+    engine = await backend.make_engine()
+    one, two = SQLAlchemyStorage(engine, table_prefix="one_"), SQLAlchemyStorage(engine)
+    await one.migrate()
+    await two.migrate()
+    await CreditLedger(one).grant("u", 10, idempotency_key="g")
+    assert (await CreditLedger(two).balance("u")).available == 5  # only the trial
+
+
+async def test_schema_matches_tables(backend: Backend) -> None:
+    engine = await backend.make_engine()
+    storage = SQLAlchemyStorage(engine, table_prefix="cmp_")
+    await storage.migrate()
+    metadata = storage.tables.metadata
+
+    def diff(sync_conn: Any) -> list[Any]:
+        context = MigrationContext.configure(
+            sync_conn, opts={"compare_type": True, "version_table": "cmp_alembic_version"}
+        )
+        return [
+            d
+            for d in compare_metadata(context, metadata)
+            if not (d[0] == "remove_table" and d[1].name == "cmp_alembic_version")
+        ]
+
+    async with engine.connect() as conn:
+        assert await conn.run_sync(diff) == []
+
+
+async def test_unmigrated_database_names_the_command(backend: Backend) -> None:
+    storage = SQLAlchemyStorage(await backend.make_engine())
+    with pytest.raises(SchemaMismatch) as caught:
+        await CreditLedger(storage).balance("u")
+    assert "prpm-playground db upgrade" in caught.value.message
+    assert caught.value.code == "schema_mismatch"
+
+
+async def test_newer_database_is_refused(backend: Backend) -> None:
+    engine = await backend.make_engine()
+    storage = SQLAlchemyStorage(engine)
+    await storage.migrate()
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE prpm_alembic_version SET version_num = '9999_future'"))
+    for fresh in (SQLAlchemyStorage(engine), SQLAlchemyStorage(engine)):
+        with pytest.raises(SchemaMismatch) as caught:
+            await fresh.migrate()
+        assert "newer" in caught.value.message
+        assert "pip install --upgrade prpm-playground" in caught.value.message
+    with pytest.raises(SchemaMismatch):
+        await CreditLedger(SQLAlchemyStorage(engine)).balance("u")
+
+
+@pytest.mark.parametrize("prefix", ["", "Bad_", "1x", "a-b", "x" * 31, None])
+def test_bad_prefix(prefix: Any) -> None:
+    with pytest.raises(InvalidRequest):
+        SQLAlchemyStorage("sqlite+aiosqlite://", table_prefix=prefix)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql+aiomysql://root@localhost/test",
+        "sqlite:///plain.db",
+        "postgresql://postgres@localhost/test",
+        "not a url",
+    ],
+)
+def test_bad_urls(url: str) -> None:
+    with pytest.raises(InvalidRequest):
+        SQLAlchemyStorage(url)
+
+
+async def test_sqlite_settings(tmp_path: Any) -> None:
+    storage = SQLAlchemyStorage(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
+    await storage.migrate()
+    async with storage.engine.connect() as conn:
+        assert (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
+        assert (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar() >= 1000
+        assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
+    await storage.close()
+
+
+async def test_in_memory_sqlite(tmp_path: Any) -> None:
+    storage = SQLAlchemyStorage("sqlite+aiosqlite://")
+    await storage.migrate()
+    ledger = CreditLedger(storage)
+    await ledger.spend("u", 2, idempotency_key="s")
+    assert (await ledger.balance("u")).available == 3
+    await storage.close()
+
+
+async def test_default_url_is_local_sqlite(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    storage = SQLAlchemyStorage()
+    await storage.migrate()
+    await storage.close()
+    assert (tmp_path / "prpm_playground.db").exists()
+
+
+async def test_failed_write_leaves_nothing(bare: CreditLedger, storage: SQLAlchemyStorage) -> None:
+    # A constraint violation inside a unit of work rolls back every row of it.
+    from prpm_playground.storage.base import Changes, EntryRecord
+
+    async def broken() -> None:
+        async with storage.account("rollback-user", write=True) as unit:
+            await unit.apply(
+                Changes(
+                    new_entries=[
+                        EntryRecord(
+                            id="ent_bad",
+                            type="spend",
+                            amount=-1,
+                            balance_after=-1,
+                            created_at=__import__("datetime").datetime.now(
+                                __import__("datetime").UTC
+                            ),
+                        )
+                    ]
+                )
+            )
+
+    with pytest.raises(Exception, match=r"(?i)check|constraint"):
+        await broken()
+    assert await storage.audit("rollback-user") is None
