@@ -64,7 +64,12 @@ async def test_unknown_type_filter(bare: CreditLedger, user: str) -> None:
     with pytest.raises(InvalidRequest):
         await bare.history(user, types=["refund"])
     with pytest.raises(InvalidRequest):
-        await bare.history(user, types="spend")
+        await bare.history(user, types="refund")
+
+
+async def test_single_type_as_string(ledger: CreditLedger, user: str) -> None:
+    await ledger.spend(user, 1, idempotency_key="s")
+    assert [e.type for e in (await ledger.history(user, types="spend")).entries] == ["spend"]
 
 
 async def test_export_csv(bare: CreditLedger, user: str) -> None:

@@ -112,6 +112,7 @@ class LedgerInvariantError(PlaygroundError):
     """``CreditLedger.verify`` found stored data that breaks a ledger invariant.
 
     Attributes:
+        user_id: The account that failed verification.
         problems: One line per broken invariant.
     """
 

@@ -83,6 +83,12 @@ class CreditLedger:
         Idempotent: the trial grant (``policy.trial_credits``) is made once, by
         whichever call first touches the user. Every other method opens the
         account too, so a new user's first spend sees the trial credits.
+
+        Args:
+            user_id: The account, 1 to 255 characters.
+
+        Returns:
+            The balance right after opening (or as it stands, if already open).
         """
         check_text_id(user_id, "user_id")
 
@@ -92,7 +98,14 @@ class CreditLedger:
         return await self._write(user_id, op)
 
     async def balance(self, user_id: str) -> Balance:
-        """Return the user's balance as of now."""
+        """Return the user's balance as of now.
+
+        Expired grants and lapsed holds are recorded first if they are due, so
+        the answer is right whether or not the reset job has run.
+
+        Args:
+            user_id: The account; opened (with its trial) if new.
+        """
         check_text_id(user_id, "user_id")
         book = await self._settled_book(user_id)
         return self._balance(book)
@@ -176,6 +189,15 @@ class CreditLedger:
     ) -> Entry:
         """Debit credits now, in spend order.
 
+        Args:
+            user_id: The account.
+            amount: Credits, > 0.
+            idempotency_key: Replays with the same arguments return the entry.
+            description: Shown in history.
+
+        Returns:
+            The ``spend`` entry, with the draws that paid for it.
+
         Raises:
             InsufficientCredits: Not enough available; nothing was written.
             IdempotencyConflict: The key was used with other arguments.
@@ -216,6 +238,12 @@ class CreditLedger:
         all of it; a hold not settled within ``ttl`` (default
         ``policy.hold_ttl``) lapses and its credits return on their own.
 
+        Args:
+            user_id: The account.
+            amount: Credits to reserve, > 0.
+            idempotency_key: Replays with the same arguments return the hold.
+            ttl: Lifetime of the hold, a positive ``timedelta`` up to 7 days.
+
         Raises:
             InsufficientCredits: Not enough available; nothing was written.
             IdempotencyConflict: The key was used with other arguments.
@@ -254,6 +282,11 @@ class CreditLedger:
         Capturing again with the same amount returns the captured hold and
         charges nothing more, so retries are safe.
 
+        Args:
+            hold_id: The hold's id.
+            amount: Credits to charge, from 0 to the held amount.
+            description: Shown in history on the ``spend`` entry.
+
         Raises:
             NotFound: No such hold.
             InvalidRequest: ``amount`` is negative or above the held amount.
@@ -278,6 +311,9 @@ class CreditLedger:
         """Return all of an active hold's credits.
 
         Releasing a released hold returns it unchanged.
+
+        Args:
+            hold_id: The hold's id.
 
         Raises:
             NotFound: No such hold.
@@ -307,7 +343,8 @@ class CreditLedger:
 
         Args:
             user_id: The account.
-            types: Only entries of these types (see ``EntryType``).
+            types: Only entries of these types (see ``EntryType``); one type
+                may be given as a plain string.
             limit: Page size, 1 to 200.
             cursor: ``next_cursor`` of the previous page.
         """
@@ -331,6 +368,13 @@ class CreditLedger:
 
         Columns: ``created_at,type,amount,balance_after,description``. Text
         that a spreadsheet would run as a formula is quoted with a leading ``'``.
+
+        Args:
+            user_id: The account.
+            types: Only entries of these types.
+
+        Yields:
+            One CSV line at a time (``\r\n``-terminated), header first.
         """
         check_text_id(user_id, "user_id")
         type_list = _check_types(types)
@@ -357,6 +401,13 @@ class CreditLedger:
 
     async def verify(self, user_id: str) -> None:
         """Check that the stored grants, holds and journal agree.
+
+        Checks every grant's remaining against its credit, draws, holds and
+        expiries; the journal's sum against grants plus holds; and that no
+        entry left a negative balance. Reads only; an unknown user passes.
+
+        Args:
+            user_id: The account.
 
         Raises:
             LedgerInvariantError: With one line per broken invariant.
@@ -482,9 +533,7 @@ def _require_active(hold: HoldRecord) -> None:
 def _check_types(types: Iterable[str] | None) -> list[str] | None:
     if types is None:
         return None
-    if isinstance(types, str):
-        raise InvalidRequest("types must be a collection of entry types, not a string")
-    result = list(types)
+    result = [types] if isinstance(types, str) else list(types)
     unknown = sorted(set(result) - ENTRY_TYPES)
     if unknown:
         raise InvalidRequest(f"unknown entry types: {', '.join(map(str, unknown))}")

@@ -27,6 +27,7 @@ EntryType = Literal[
 """Journal entry types: a grant kind for credits; ``spend``, ``expire``, ``clawback`` for debits."""
 
 HoldStatus = Literal["active", "captured", "released", "expired"]
+"""A hold's lifecycle: ``active`` until captured, released, or lapsed (``expired``)."""
 
 
 class _Model(BaseModel):

@@ -45,7 +45,10 @@ def create_engine(url: str) -> AsyncEngine:
                 "PostgreSQL URLs must use the async driver: postgresql+asyncpg:// "
                 "(pip install 'prpm-playground[postgres]')"
             )
-        engine = create_async_engine(parsed, pool_pre_ping=True)
+        # No pool_pre_ping: it costs three round trips per checkout. Stale
+        # connections are recycled instead, and a dropped one fails its
+        # transaction, which rolls back whole.
+        engine = create_async_engine(parsed, pool_recycle=1800)
     else:
         raise InvalidRequest(f"unsupported database {backend!r}: use SQLite or PostgreSQL")
     configure(engine)

@@ -2,23 +2,36 @@
 
 A write unit costs, on the hot path, one statement to lock (or create) the
 account, one to read its live grants, active holds and idempotency matches
-together, and one statement per kind of row written.
+together, and one statement per kind of row written. Statements are built
+once per storage and executed with bound parameters, so SQLAlchemy's
+compiled cache serves every call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, String, Text, bindparam, null, select, union_all, update
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    Select,
+    String,
+    Text,
+    bindparam,
+    null,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import literal
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.types import TypeEngine
 
 from ..base import AccountState, Changes, EntryRecord, GrantRecord, HoldRecord
-from .engine import Transactions
 from .records import entry_row, grant_row, hold_row, load_draws, to_grant, to_hold
 from .tables import Tables, UTCDateTime
 
@@ -27,51 +40,51 @@ def _null(type_: TypeEngine[Any]) -> ColumnElement[Any]:
     return null().cast(type_)
 
 
-class SQLLedgerUnit:
-    """One transaction on one account."""
+class LedgerStatements:
+    """The ledger's SQL, built once per storage."""
 
-    def __init__(
-        self,
-        conn: AsyncConnection,
-        tables: Tables,
-        account_id: int,
-        user_id: str,
-        *,
-        created: bool,
-        write: bool,
-    ) -> None:
-        self._conn = conn
-        self._t = tables
-        self.account_id = account_id
-        self.user_id = user_id
-        self.created = created
-        self._write = write
+    def __init__(self, tables: Tables, *, postgres: bool) -> None:
+        t = tables
+        self.tables = t
+        g, h, e, acc = t.grants, t.holds, t.entries, t.accounts
+        account: BindParameter[int] = bindparam("account_id")
+        key: BindParameter[str] = bindparam("key")
 
-    async def state(self, *, idempotency_key: str | None = None) -> AccountState:
-        g, h, e = self._t.grants, self._t.holds, self._t.entries
-        a = self.account_id
+        lock = select(acc.c.id).where(acc.c.user_id == bindparam("user_id"))
+        self.find_account = lock
+        self.lock_account = lock.with_for_update() if postgres else lock
+        dialect_insert = postgresql.insert if postgres else sqlite.insert
+        self.create_account = (
+            dialect_insert(acc)
+            .values(user_id=bindparam("user_id"), created_at=bindparam("now", type_=UTCDateTime()))
+            .on_conflict_do_nothing(index_elements=[acc.c.user_id])
+            .returning(acc.c.id)
+        )
+
         # Live grants, active holds and the rows recorded under the key come
         # back in one round trip, as one UNION over a common column layout.
-        parts = [
-            select(
-                literal("g").label("src"),
-                g.c.id,
-                g.c.kind,
-                g.c.amount,
-                g.c.remaining.label("n2"),
-                g.c.priority,
-                g.c.effective_at.label("t1"),
-                g.c.expires_at.label("t2"),
-                g.c.created_at.label("t3"),
-                g.c.description,
-                _null(Text()).label("draws"),
-                _null(String()).label("request_hash"),
-                _null(String()).label("grant_id"),
-                _null(String()).label("hold_id"),
-                _null(String()).label("idempotency_key"),
-                _null(BigInteger()).label("seq"),
-            ).where(g.c.account_id == a, g.c.remaining > 0),
-            select(
+        grants_part = select(
+            literal("g").label("src"),
+            g.c.id,
+            g.c.kind,
+            g.c.amount,
+            g.c.remaining.label("n2"),
+            g.c.priority,
+            g.c.effective_at.label("t1"),
+            g.c.expires_at.label("t2"),
+            g.c.created_at.label("t3"),
+            g.c.description,
+            _null(Text()).label("draws"),
+            _null(String()).label("request_hash"),
+            _null(String()).label("grant_id"),
+            _null(String()).label("hold_id"),
+            _null(String()).label("idempotency_key"),
+            _null(BigInteger()).label("seq"),
+        ).where(g.c.account_id == account, g.c.remaining > 0)
+
+        def holds_part(keyed: bool) -> Select[Any]:
+            active = h.c.status == "active"
+            return select(
                 literal("h"),
                 h.c.id,
                 h.c.status,
@@ -89,38 +102,86 @@ class SQLLedgerUnit:
                 h.c.idempotency_key,
                 _null(BigInteger()),
             ).where(
-                h.c.account_id == a,
-                (h.c.status == "active")
-                if idempotency_key is None
-                else ((h.c.status == "active") | (h.c.idempotency_key == idempotency_key)),
-            ),
-        ]
-        if idempotency_key is not None:
-            parts.append(
-                select(
-                    literal("e"),
-                    e.c.id,
-                    e.c.type,
-                    e.c.amount,
-                    e.c.balance_after,
-                    _null(Integer()),
-                    e.c.created_at,
-                    _null(UTCDateTime()),
-                    _null(UTCDateTime()),
-                    e.c.description,
-                    e.c.draws,
-                    e.c.request_hash,
-                    e.c.grant_id,
-                    e.c.hold_id,
-                    e.c.idempotency_key,
-                    e.c.seq,
-                ).where(e.c.account_id == a, e.c.idempotency_key == idempotency_key)
+                h.c.account_id == account,
+                (active | (h.c.idempotency_key == key)) if keyed else active,
+            )
+
+        entries_part = select(
+            literal("e"),
+            e.c.id,
+            e.c.type,
+            e.c.amount,
+            e.c.balance_after,
+            _null(Integer()),
+            e.c.created_at,
+            _null(UTCDateTime()),
+            _null(UTCDateTime()),
+            e.c.description,
+            e.c.draws,
+            e.c.request_hash,
+            e.c.grant_id,
+            e.c.hold_id,
+            e.c.idempotency_key,
+            e.c.seq,
+        ).where(e.c.account_id == account, e.c.idempotency_key == key)
+
+        self.state = union_all(grants_part, holds_part(False))
+        self.keyed_state = union_all(grants_part, holds_part(True), entries_part)
+
+        self.grants_by_id = select(g).where(
+            g.c.account_id == account, g.c.id.in_(bindparam("ids", expanding=True))
+        )
+        self.hold_by_id = select(h).where(h.c.account_id == account, h.c.id == bindparam("id"))
+
+        self.insert_grants = g.insert()
+        self.insert_holds = h.insert()
+        self.insert_entries = e.insert()
+        self.set_remaining = (
+            update(g).where(g.c.id == bindparam("b_id")).values(remaining=bindparam("b_remaining"))
+        )
+        self.settle_holds = (
+            update(h)
+            .where(h.c.id == bindparam("b_id"))
+            .values(
+                status=bindparam("b_status"),
+                captured=bindparam("b_captured"),
+                settled_at=bindparam("b_settled_at"),
+            )
+        )
+
+
+class SQLLedgerUnit:
+    """One transaction on one account."""
+
+    def __init__(
+        self,
+        conn: AsyncConnection,
+        sql: LedgerStatements,
+        account_id: int,
+        user_id: str,
+        *,
+        created: bool,
+        write: bool,
+    ) -> None:
+        self._conn = conn
+        self._sql = sql
+        self.account_id = account_id
+        self.user_id = user_id
+        self.created = created
+        self._write = write
+
+    async def state(self, *, idempotency_key: str | None = None) -> AccountState:
+        if idempotency_key is None:
+            rows = await self._conn.execute(self._sql.state, {"account_id": self.account_id})
+        else:
+            rows = await self._conn.execute(
+                self._sql.keyed_state, {"account_id": self.account_id, "key": idempotency_key}
             )
         grants: list[GrantRecord] = []
         holds: list[HoldRecord] = []
         keyed_entry: EntryRecord | None = None
         keyed_hold: HoldRecord | None = None
-        for r in await self._conn.execute(union_all(*parts)):
+        for r in rows:
             if r.src == "g":
                 grants.append(
                     GrantRecord(
@@ -176,46 +237,38 @@ class SQLLedgerUnit:
             keyed_hold=keyed_hold,
         )
 
-    async def _rows(self, table: Any, ids: list[str]) -> Sequence[Any]:
-        if not ids:
-            return []
-        query = select(table).where(table.c.account_id == self.account_id, table.c.id.in_(ids))
-        return (await self._conn.execute(query)).all()
-
-    async def _fetch_grants(self, ids: list[str]) -> list[GrantRecord]:
-        return [to_grant(r) for r in await self._rows(self._t.grants, ids)]
-
     async def get_grants(self, grant_ids: Sequence[str]) -> list[GrantRecord]:
-        return await self._fetch_grants(list(grant_ids))
+        if not grant_ids:
+            return []
+        rows = await self._conn.execute(
+            self._sql.grants_by_id, {"account_id": self.account_id, "ids": list(grant_ids)}
+        )
+        return [to_grant(r) for r in rows]
 
     async def get_hold(self, hold_id: str) -> HoldRecord | None:
-        rows = await self._rows(self._t.holds, [hold_id])
+        rows = (
+            await self._conn.execute(
+                self._sql.hold_by_id, {"account_id": self.account_id, "id": hold_id}
+            )
+        ).all()
         return to_hold(rows[0]) if rows else None
 
     async def apply(self, changes: Changes) -> None:
         if not self._write:
             raise RuntimeError("apply() in a read-only unit")
-        t, a, conn = self._t, self.account_id, self._conn
+        sql, a, conn = self._sql, self.account_id, self._conn
         if changes.new_grants:
-            await conn.execute(t.grants.insert(), [grant_row(x, a) for x in changes.new_grants])
+            await conn.execute(sql.insert_grants, [grant_row(x, a) for x in changes.new_grants])
         if changes.grant_remaining:
             await conn.execute(
-                update(t.grants)
-                .where(t.grants.c.id == bindparam("b_id"))
-                .values(remaining=bindparam("b_remaining")),
+                sql.set_remaining,
                 [{"b_id": k, "b_remaining": v} for k, v in changes.grant_remaining.items()],
             )
         if changes.new_holds:
-            await conn.execute(t.holds.insert(), [hold_row(x, a) for x in changes.new_holds])
+            await conn.execute(sql.insert_holds, [hold_row(x, a) for x in changes.new_holds])
         if changes.updated_holds:
             await conn.execute(
-                update(t.holds)
-                .where(t.holds.c.id == bindparam("b_id"))
-                .values(
-                    status=bindparam("b_status"),
-                    captured=bindparam("b_captured"),
-                    settled_at=bindparam("b_settled_at"),
-                ),
+                sql.settle_holds,
                 [
                     {
                         "b_id": x.id,
@@ -227,29 +280,19 @@ class SQLLedgerUnit:
                 ],
             )
         if changes.new_entries:
-            await conn.execute(t.entries.insert(), [entry_row(x, a) for x in changes.new_entries])
+            await conn.execute(sql.insert_entries, [entry_row(x, a) for x in changes.new_entries])
 
 
 async def lock_account(
-    tx: Transactions, conn: AsyncConnection, tables: Tables, user_id: str, now_factory: Any
+    conn: AsyncConnection, sql: LedgerStatements, user_id: str, now: Callable[[], datetime]
 ) -> tuple[int, bool]:
     """Lock the account row (creating it if missing); return (id, created)."""
-    acc = tables.accounts
-    query = select(acc.c.id).where(acc.c.user_id == user_id)
-    if tx.is_postgres:
-        query = query.with_for_update()
-    account_id = (await conn.execute(query)).scalar()
+    params = {"user_id": user_id}
+    account_id = (await conn.execute(sql.lock_account, params)).scalar()
     if account_id is not None:
         return account_id, False
-    insert = (postgresql.insert(acc) if tx.is_postgres else sqlite.insert(acc)).values(
-        user_id=user_id, created_at=now_factory()
-    )
-    created = (
-        await conn.execute(
-            insert.on_conflict_do_nothing(index_elements=[acc.c.user_id]).returning(acc.c.id)
-        )
-    ).scalar()
+    created = (await conn.execute(sql.create_account, {**params, "now": now()})).scalar()
     if created is not None:
         return created, True
     # Another transaction created it between our read and insert; lock that row.
-    return (await conn.execute(query)).scalar_one(), False
+    return (await conn.execute(sql.lock_account, params)).scalar_one(), False

@@ -16,7 +16,7 @@ from ...errors import InvalidRequest, SchemaMismatch
 from ..base import EntryRecord, GrantRecord, HoldRecord
 from . import migrate as migrations
 from .engine import DEFAULT_URL, Transactions, configure, create_engine
-from .ledger_store import SQLLedgerUnit, lock_account
+from .ledger_store import LedgerStatements, SQLLedgerUnit, lock_account
 from .records import to_entry, to_grant, to_hold
 from .tables import Tables, build_tables
 
@@ -67,6 +67,7 @@ class SQLAlchemyStorage:
         self.tables: Tables = build_tables(table_prefix)
         self.table_prefix = table_prefix
         self._tx = Transactions(self.engine)
+        self._sql = LedgerStatements(self.tables, postgres=self._tx.is_postgres)
         self._schema_checked = False
         self._schema_lock = asyncio.Lock()
 
@@ -124,20 +125,13 @@ class SQLAlchemyStorage:
         await self._check_schema()
         async with self._tx.begin(write=write) as conn:
             if write:
-                account_id, created = await lock_account(
-                    self._tx, conn, self.tables, user_id, utc_now
-                )
+                account_id, created = await lock_account(conn, self._sql, user_id, utc_now)
             else:
-                acc = self.tables.accounts
-                found = (
-                    await conn.execute(select(acc.c.id).where(acc.c.user_id == user_id))
-                ).scalar()
+                found = (await conn.execute(self._sql.find_account, {"user_id": user_id})).scalar()
                 if found is None:
                     raise LookupError(user_id)
                 account_id, created = found, False
-            yield SQLLedgerUnit(
-                conn, self.tables, account_id, user_id, created=created, write=write
-            )
+            yield SQLLedgerUnit(conn, self._sql, account_id, user_id, created=created, write=write)
 
     async def user_of_hold(self, hold_id: str) -> str | None:
         """Return the user id owning a hold, or None."""

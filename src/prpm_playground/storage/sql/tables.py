@@ -110,12 +110,9 @@ def build_tables(prefix: str) -> Tables:
         CheckConstraint("amount > 0", name="amount"),
         CheckConstraint("remaining >= 0 AND remaining <= amount", name="remaining"),
     )
-    Index(
-        f"{p}grants_live_ix",
-        grants.c.account_id,
-        postgresql_where=grants.c.remaining > 0,
-        sqlite_where=grants.c.remaining > 0,
-    )
+    # Deliberately not partial on ``remaining > 0``: an index over the column
+    # every spend changes would rule out PostgreSQL's in-place (HOT) updates.
+    Index(f"{p}grants_account_ix", grants.c.account_id)
     holds = Table(
         f"{p}holds",
         md,

@@ -48,13 +48,11 @@ def upgrade() -> None:
             "remaining >= 0 AND remaining <= amount", name=f"{p}grants_remaining_ck"
         ),
     )
-    op.create_index(
-        f"{p}grants_live_ix",
-        f"{p}grants",
-        ["account_id"],
-        postgresql_where=sa.text("remaining > 0"),
-        sqlite_where=sa.text("remaining > 0"),
-    )
+    op.create_index(f"{p}grants_account_ix", f"{p}grants", ["account_id"])
+    if op.get_bind().dialect.name == "postgresql":
+        # Spends rewrite one grant row each; free space on the page keeps the
+        # update in place (HOT) instead of bloating the table and its indexes.
+        op.execute(f"ALTER TABLE {p}grants SET (fillfactor = 70)")
     op.create_table(
         f"{p}holds",
         sa.Column("id", sa.String(40), nullable=False),
