@@ -426,8 +426,10 @@ class CreditLedger:
     async def _write(
         self, user_id: str, op: Operation[T], *, idempotency_key: str | None = None
     ) -> T:
-        async with self._storage.account(user_id, write=True) as unit:
-            state = await unit.state(idempotency_key=idempotency_key)
+        async with self._storage.account(
+            user_id, write=True, idempotency_key=idempotency_key
+        ) as unit:
+            state = unit.state
             book = Book(state, read_clock(self._clock))
             if state.created:
                 self._open(book)
@@ -441,7 +443,7 @@ class CreditLedger:
         """A book as of now; writes only if something is due or the account is new."""
         try:
             async with self._storage.account(user_id, write=False) as unit:
-                book = Book(await unit.state(), read_clock(self._clock))
+                book = Book(unit.state, read_clock(self._clock))
                 await self._settle(book, unit)
                 if not book.changes:
                     return book

@@ -117,11 +117,12 @@ class Changes:
 
 
 class LedgerUnit(Protocol):
-    """One transaction on one account; writes hold the account's lock."""
+    """One transaction on one account; writes hold the account's lock.
 
-    async def state(self, *, idempotency_key: str | None = None) -> AccountState:
-        """Read the account's live rows (and the rows recorded under a key)."""
-        ...
+    ``state`` is read when the unit opens, after the lock is taken.
+    """
+
+    state: AccountState
 
     async def get_grants(self, grant_ids: Sequence[str]) -> list[GrantRecord]:
         """Read grants of this account by id, whatever their remaining."""
@@ -139,12 +140,15 @@ class LedgerUnit(Protocol):
 class LedgerStorage(Protocol):
     """What the CreditLedger needs from storage."""
 
-    def account(self, user_id: str, *, write: bool) -> AbstractAsyncContextManager[LedgerUnit]:
-        """Open a unit of work on ``user_id``'s account.
+    def account(
+        self, user_id: str, *, write: bool, idempotency_key: str | None = None
+    ) -> AbstractAsyncContextManager[LedgerUnit]:
+        """Open a unit of work on ``user_id``'s account and read its state.
 
         A write unit locks the account (creating it if missing) until it exits;
         it commits on normal exit and rolls back on an exception. A read unit
-        raises ``LookupError`` when the account does not exist.
+        raises ``LookupError`` when the account does not exist. The state
+        includes the entry or hold recorded under ``idempotency_key``, if any.
         """
         ...
 

@@ -1,15 +1,16 @@
 """The ledger's unit of work on SQL: lock an account, read it, write rows back.
 
-A write unit costs, on the hot path, one statement to lock (or create) the
-account, one to read its live grants, active holds and idempotency matches
-together, and one statement per kind of row written. Statements are built
+A write unit costs, on the hot path, one round trip to lock the account and
+read its live grants, active holds and idempotency matches, and (on
+PostgreSQL) one to write every changed row. Statements are built
 once per storage and executed with bound parameters, so SQLAlchemy's
 compiled cache serves every call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -22,16 +23,18 @@ from sqlalchemy import (
     bindparam,
     null,
     select,
+    text,
     union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql import literal
+from sqlalchemy.sql import literal, literal_column
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.types import TypeEngine
 
 from ..base import AccountState, Changes, EntryRecord, GrantRecord, HoldRecord
+from .pg_writes import build_write_all, expected_rows, write_all_params
 from .records import entry_row, grant_row, hold_row, load_draws, to_grant, to_hold
 from .tables import Tables, UTCDateTime
 
@@ -46,45 +49,36 @@ class LedgerStatements:
     def __init__(self, tables: Tables, *, postgres: bool) -> None:
         t = tables
         self.tables = t
+        self.postgres = postgres
         g, h, e, acc = t.grants, t.holds, t.entries, t.accounts
-        account: BindParameter[int] = bindparam("account_id")
-        key: BindParameter[str] = bindparam("key")
+        user: BindParameter[str] = bindparam("user_id")
 
-        lock = select(acc.c.id).where(acc.c.user_id == bindparam("user_id"))
-        self.find_account = lock
-        self.lock_account = lock.with_for_update() if postgres else lock
-        dialect_insert = postgresql.insert if postgres else sqlite.insert
-        self.create_account = (
-            dialect_insert(acc)
-            .values(user_id=bindparam("user_id"), created_at=bindparam("now", type_=UTCDateTime()))
-            .on_conflict_do_nothing(index_elements=[acc.c.user_id])
-            .returning(acc.c.id)
-        )
+        def parts(account: ColumnElement[Any], key: ColumnElement[Any] | None) -> list[Select[Any]]:
+            """Live grants, active holds, and the rows recorded under ``key``.
 
-        # Live grants, active holds and the rows recorded under the key come
-        # back in one round trip, as one UNION over a common column layout.
-        grants_part = select(
-            literal("g").label("src"),
-            g.c.id,
-            g.c.kind,
-            g.c.amount,
-            g.c.remaining.label("n2"),
-            g.c.priority,
-            g.c.effective_at.label("t1"),
-            g.c.expires_at.label("t2"),
-            g.c.created_at.label("t3"),
-            g.c.description,
-            _null(Text()).label("draws"),
-            _null(String()).label("request_hash"),
-            _null(String()).label("grant_id"),
-            _null(String()).label("hold_id"),
-            _null(String()).label("idempotency_key"),
-            _null(BigInteger()).label("seq"),
-        ).where(g.c.account_id == account, g.c.remaining > 0)
-
-        def holds_part(keyed: bool) -> Select[Any]:
+            A NULL key matches nothing, so the function below can pass it
+            through; the SQLAlchemy statements leave the keyed parts out.
+            """
+            grants = select(
+                literal("g").label("src"),
+                g.c.id,
+                g.c.kind,
+                g.c.amount,
+                g.c.remaining.label("n2"),
+                g.c.priority,
+                g.c.effective_at.label("t1"),
+                g.c.expires_at.label("t2"),
+                g.c.created_at.label("t3"),
+                g.c.description,
+                _null(Text()).label("draws"),
+                _null(String()).label("request_hash"),
+                _null(String()).label("grant_id"),
+                _null(String()).label("hold_id"),
+                _null(String()).label("idempotency_key"),
+                _null(BigInteger()).label("seq"),
+            ).where(g.c.account_id == account, g.c.remaining > 0)
             active = h.c.status == "active"
-            return select(
+            holds = select(
                 literal("h"),
                 h.c.id,
                 h.c.status,
@@ -103,36 +97,111 @@ class LedgerStatements:
                 _null(BigInteger()),
             ).where(
                 h.c.account_id == account,
-                (active | (h.c.idempotency_key == key)) if keyed else active,
+                active if key is None else (active | (h.c.idempotency_key == key)),
             )
+            if key is None:
+                return [grants, holds]
+            entries = select(
+                literal("e"),
+                e.c.id,
+                e.c.type,
+                e.c.amount,
+                e.c.balance_after,
+                _null(Integer()),
+                e.c.created_at,
+                _null(UTCDateTime()),
+                _null(UTCDateTime()),
+                e.c.description,
+                e.c.draws,
+                e.c.request_hash,
+                e.c.grant_id,
+                e.c.hold_id,
+                e.c.idempotency_key,
+                e.c.seq,
+            ).where(e.c.account_id == account, e.c.idempotency_key == key)
+            return [grants, holds, entries]
 
-        entries_part = select(
-            literal("e"),
-            e.c.id,
-            e.c.type,
-            e.c.amount,
-            e.c.balance_after,
-            _null(Integer()),
-            e.c.created_at,
-            _null(UTCDateTime()),
-            _null(UTCDateTime()),
-            e.c.description,
-            e.c.draws,
-            e.c.request_hash,
-            e.c.grant_id,
-            e.c.hold_id,
-            e.c.idempotency_key,
-            e.c.seq,
-        ).where(e.c.account_id == account, e.c.idempotency_key == key)
+        def head(account: ColumnElement[Any]) -> list[Any]:
+            """The row that reports the account id (in ``seq``)."""
+            return [
+                literal("a"),
+                *(_null(String()) for _ in range(2)),
+                *(_null(BigInteger()) for _ in range(2)),
+                _null(Integer()),
+                *(_null(UTCDateTime()) for _ in range(3)),
+                *(_null(Text()) for _ in range(2)),
+                *(_null(String()) for _ in range(4)),
+                account,
+            ]
 
-        self.state = union_all(grants_part, holds_part(False))
-        self.keyed_state = union_all(grants_part, holds_part(True), entries_part)
+        key_param: BindParameter[str] = bindparam("key")
+        # SQLite: BEGIN IMMEDIATE already holds the write lock, so one plain
+        # statement finds the account and reads its state.
+        found = select(acc.c.id).where(acc.c.user_id == user).cte("acct")
+        account_id = select(found.c.id).scalar_subquery()
+        self.open = {
+            keyed: union_all(
+                *parts(account_id, key_param if keyed else None), select(*head(found.c.id))
+            )
+            for keyed in (False, True)
+        }
+        # PostgreSQL: the same query inside a function that first locks the
+        # account row. Each statement of a VOLATILE function takes a fresh
+        # snapshot, so the state is read as of after the lock was granted:
+        # one round trip, never a stale read.
+        v_account = literal_column("v_account", BigInteger())
+        body = union_all(
+            select(*head(v_account)), *parts(v_account, literal_column("p_key", String()))
+        )
+        self.function_name = f"{t.prefix}open_account_v1"
+        self.function_ddl = _function_ddl(
+            self.function_name,
+            t,
+            str(
+                body.compile(
+                    dialect=postgresql.dialect(),  # type: ignore[no-untyped-call]
+                    compile_kwargs={"literal_binds": True},
+                )
+            ),
+        )
+        self.open_locked = text(
+            f"SELECT * FROM {self.function_name}(:user_id, :key, :lock)"
+        ).columns(
+            src=String(),
+            id=String(),
+            kind=String(),
+            amount=BigInteger(),
+            n2=BigInteger(),
+            priority=Integer(),
+            t1=UTCDateTime(),
+            t2=UTCDateTime(),
+            t3=UTCDateTime(),
+            description=Text(),
+            draws=Text(),
+            request_hash=String(),
+            grant_id=String(),
+            hold_id=String(),
+            idempotency_key=String(),
+            seq=BigInteger(),
+        )
+        account: BindParameter[int] = bindparam("account_id")
 
+        self.lock_account = select(acc.c.id).where(acc.c.user_id == user)
+        if postgres:
+            self.lock_account = self.lock_account.with_for_update()
+        dialect_insert = postgresql.insert if postgres else sqlite.insert
+        self.create_account = (
+            dialect_insert(acc)
+            .values(user_id=user, created_at=bindparam("now", type_=UTCDateTime()))
+            .on_conflict_do_nothing(index_elements=[acc.c.user_id])
+            .returning(acc.c.id)
+        )
         self.grants_by_id = select(g).where(
             g.c.account_id == account, g.c.id.in_(bindparam("ids", expanding=True))
         )
         self.hold_by_id = select(h).where(h.c.account_id == account, h.c.id == bindparam("id"))
 
+        self.write_all = build_write_all(t) if postgres else None
         self.insert_grants = g.insert()
         self.insert_holds = h.insert()
         self.insert_entries = e.insert()
@@ -150,92 +219,175 @@ class LedgerStatements:
         )
 
 
+@dataclass(slots=True)
+class _Read:
+    grants: list[GrantRecord] = field(default_factory=list)
+    holds: list[HoldRecord] = field(default_factory=list)
+    keyed_entry: EntryRecord | None = None
+    keyed_hold: HoldRecord | None = None
+    account_id: int | None = None
+
+
+def _parse(rows: Iterable[Any], key: str | None) -> _Read:
+    read = _Read()
+    for r in rows:
+        if r.src == "g":
+            read.grants.append(
+                GrantRecord(
+                    id=r.id,
+                    kind=r.kind,
+                    amount=r.amount,
+                    remaining=r.n2,
+                    priority=r.priority,
+                    effective_at=r.t1,
+                    expires_at=r.t2,
+                    created_at=r.t3,
+                    description=r.description,
+                )
+            )
+        elif r.src == "h":
+            hold = HoldRecord(
+                id=r.id,
+                amount=r.amount,
+                captured=r.n2,
+                status=r.kind,
+                draws=load_draws(r.draws),
+                created_at=r.t1,
+                expires_at=r.t2,
+                settled_at=r.t3,
+                idempotency_key=r.idempotency_key,
+                request_hash=r.request_hash,
+            )
+            if hold.status == "active":
+                read.holds.append(hold)
+            if key is not None and hold.idempotency_key == key:
+                read.keyed_hold = hold
+        elif r.src == "e":
+            read.keyed_entry = EntryRecord(
+                id=r.id,
+                type=r.kind,
+                amount=r.amount,
+                balance_after=r.n2,
+                created_at=r.t1,
+                description=r.description,
+                grant_id=r.grant_id,
+                hold_id=r.hold_id,
+                draws=load_draws(r.draws),
+                idempotency_key=r.idempotency_key,
+                request_hash=r.request_hash,
+                seq=r.seq,
+            )
+        else:
+            read.account_id = r.seq
+    return read
+
+
+async def open_unit(
+    conn: AsyncConnection,
+    sql: LedgerStatements,
+    user_id: str,
+    *,
+    write: bool,
+    key: str | None,
+    now: Callable[[], datetime],
+) -> SQLLedgerUnit:
+    """Find (or create) and, for writes, lock the account; read its state."""
+    params: dict[str, Any] = {"user_id": user_id, "key": key, "lock": write}
+
+    async def read_state() -> _Read:
+        if sql.postgres:
+            return _parse(await conn.execute(sql.open_locked, params), key)
+        return _parse(await conn.execute(sql.open[key is not None], params), key)
+
+    read = await read_state()
+    created = False
+    if read.account_id is None:
+        if not write:
+            raise LookupError(user_id)
+        new_id = (await conn.execute(sql.create_account, {**params, "now": now()})).scalar()
+        if new_id is not None:
+            read, created = _Read(account_id=new_id), True
+        else:
+            # Another transaction created it since we looked; lock and read it.
+            read = await read_state()
+    assert read.account_id is not None
+    state = AccountState(
+        user_id=user_id,
+        created=created,
+        grants=tuple(read.grants),
+        holds=tuple(read.holds),
+        keyed_entry=read.keyed_entry,
+        keyed_hold=read.keyed_hold,
+    )
+    return SQLLedgerUnit(conn, sql, read.account_id, state, write=write)
+
+
+_RESULT = (
+    ("src", "varchar"),
+    ("id", "varchar"),
+    ("kind", "varchar"),
+    ("amount", "bigint"),
+    ("n2", "bigint"),
+    ("priority", "integer"),
+    ("t1", "timestamptz"),
+    ("t2", "timestamptz"),
+    ("t3", "timestamptz"),
+    ("description", "text"),
+    ("draws", "text"),
+    ("request_hash", "varchar"),
+    ("grant_id", "varchar"),
+    ("hold_id", "varchar"),
+    ("idempotency_key", "varchar"),
+    ("seq", "bigint"),
+)
+
+
+def _function_ddl(name: str, t: Tables, body: str) -> str:
+    returns = ", ".join(f"{column} {type_}" for column, type_ in _RESULT)
+    # RETURN QUERY demands the declared types exactly; the UNION's own types
+    # (text literals, varchar(n) columns) are cast to them by position.
+    casts = ", ".join(f"CAST(q.c{i} AS {type_})" for i, (_, type_) in enumerate(_RESULT))
+    aliases = ", ".join(f"c{i}" for i in range(len(_RESULT)))
+    return f"""
+CREATE OR REPLACE FUNCTION {name}(p_user varchar, p_key varchar, p_lock boolean)
+RETURNS TABLE ({returns})
+LANGUAGE plpgsql VOLATILE AS $fn$
+#variable_conflict use_column
+DECLARE
+    v_account bigint;
+BEGIN
+    IF p_lock THEN
+        SELECT a.id INTO v_account FROM {t.accounts.name} AS a
+        WHERE a.user_id = p_user FOR UPDATE;
+    ELSE
+        SELECT a.id INTO v_account FROM {t.accounts.name} AS a WHERE a.user_id = p_user;
+    END IF;
+    IF v_account IS NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT {casts} FROM ({body}) AS q({aliases});
+END
+$fn$
+"""
+
+
 class SQLLedgerUnit:
-    """One transaction on one account."""
+    """One transaction on one account; ``state`` was read when it opened."""
 
     def __init__(
         self,
         conn: AsyncConnection,
         sql: LedgerStatements,
         account_id: int,
-        user_id: str,
+        state: AccountState,
         *,
-        created: bool,
         write: bool,
     ) -> None:
         self._conn = conn
         self._sql = sql
         self.account_id = account_id
-        self.user_id = user_id
-        self.created = created
+        self.state = state
         self._write = write
-
-    async def state(self, *, idempotency_key: str | None = None) -> AccountState:
-        if idempotency_key is None:
-            rows = await self._conn.execute(self._sql.state, {"account_id": self.account_id})
-        else:
-            rows = await self._conn.execute(
-                self._sql.keyed_state, {"account_id": self.account_id, "key": idempotency_key}
-            )
-        grants: list[GrantRecord] = []
-        holds: list[HoldRecord] = []
-        keyed_entry: EntryRecord | None = None
-        keyed_hold: HoldRecord | None = None
-        for r in rows:
-            if r.src == "g":
-                grants.append(
-                    GrantRecord(
-                        id=r.id,
-                        kind=r.kind,
-                        amount=r.amount,
-                        remaining=r.n2,
-                        priority=r.priority,
-                        effective_at=r.t1,
-                        expires_at=r.t2,
-                        created_at=r.t3,
-                        description=r.description,
-                    )
-                )
-            elif r.src == "h":
-                hold = HoldRecord(
-                    id=r.id,
-                    amount=r.amount,
-                    captured=r.n2,
-                    status=r.kind,
-                    draws=load_draws(r.draws),
-                    created_at=r.t1,
-                    expires_at=r.t2,
-                    settled_at=r.t3,
-                    idempotency_key=r.idempotency_key,
-                    request_hash=r.request_hash,
-                )
-                if hold.status == "active":
-                    holds.append(hold)
-                if idempotency_key is not None and hold.idempotency_key == idempotency_key:
-                    keyed_hold = hold
-            else:
-                keyed_entry = EntryRecord(
-                    id=r.id,
-                    type=r.kind,
-                    amount=r.amount,
-                    balance_after=r.n2,
-                    created_at=r.t1,
-                    description=r.description,
-                    grant_id=r.grant_id,
-                    hold_id=r.hold_id,
-                    draws=load_draws(r.draws),
-                    idempotency_key=r.idempotency_key,
-                    request_hash=r.request_hash,
-                    seq=r.seq,
-                )
-        return AccountState(
-            user_id=self.user_id,
-            created=self.created,
-            grants=tuple(grants),
-            holds=tuple(holds),
-            keyed_entry=keyed_entry,
-            keyed_hold=keyed_hold,
-        )
 
     async def get_grants(self, grant_ids: Sequence[str]) -> list[GrantRecord]:
         if not grant_ids:
@@ -257,6 +409,13 @@ class SQLLedgerUnit:
         if not self._write:
             raise RuntimeError("apply() in a read-only unit")
         sql, a, conn = self._sql, self.account_id, self._conn
+        if sql.write_all is not None:
+            written = (await conn.execute(sql.write_all, write_all_params(changes, a))).scalar()
+            if written != expected_rows(changes):
+                # An update that matched no row means our view of the account
+                # was wrong; never commit half of a decision.
+                raise RuntimeError(f"wrote {written} rows, expected {expected_rows(changes)}")
+            return
         if changes.new_grants:
             await conn.execute(sql.insert_grants, [grant_row(x, a) for x in changes.new_grants])
         if changes.grant_remaining:
@@ -281,18 +440,3 @@ class SQLLedgerUnit:
             )
         if changes.new_entries:
             await conn.execute(sql.insert_entries, [entry_row(x, a) for x in changes.new_entries])
-
-
-async def lock_account(
-    conn: AsyncConnection, sql: LedgerStatements, user_id: str, now: Callable[[], datetime]
-) -> tuple[int, bool]:
-    """Lock the account row (creating it if missing); return (id, created)."""
-    params = {"user_id": user_id}
-    account_id = (await conn.execute(sql.lock_account, params)).scalar()
-    if account_id is not None:
-        return account_id, False
-    created = (await conn.execute(sql.create_account, {**params, "now": now()})).scalar()
-    if created is not None:
-        return created, True
-    # Another transaction created it between our read and insert; lock that row.
-    return (await conn.execute(sql.lock_account, params)).scalar_one(), False

@@ -16,7 +16,7 @@ from ...errors import InvalidRequest, SchemaMismatch
 from ..base import EntryRecord, GrantRecord, HoldRecord
 from . import migrate as migrations
 from .engine import DEFAULT_URL, Transactions, configure, create_engine
-from .ledger_store import LedgerStatements, SQLLedgerUnit, lock_account
+from .ledger_store import LedgerStatements, SQLLedgerUnit, open_unit
 from .records import to_entry, to_grant, to_hold
 from .tables import Tables, build_tables
 
@@ -88,6 +88,10 @@ class SQLAlchemyStorage:
                     f"SELECT pg_advisory_xact_lock(hashtext('{self.table_prefix}migrate'))"
                 )
             await conn.run_sync(migrations.upgrade, self.table_prefix)
+            if self._tx.is_postgres:
+                # Code, not schema: derived from this version's queries and
+                # replaced on every migrate (its name carries a version).
+                await conn.exec_driver_sql(self._sql.function_ddl)
         self._schema_checked = True
         logger.info("prpm_playground schema is at %s", migrations.head_revision())
 
@@ -120,18 +124,15 @@ class SQLAlchemyStorage:
     # -- the ledger port --------------------------------------------------------
 
     @asynccontextmanager
-    async def account(self, user_id: str, *, write: bool) -> AsyncIterator[SQLLedgerUnit]:
+    async def account(
+        self, user_id: str, *, write: bool, idempotency_key: str | None = None
+    ) -> AsyncIterator[SQLLedgerUnit]:
         """Open a unit of work on one account (see ``LedgerStorage.account``)."""
         await self._check_schema()
         async with self._tx.begin(write=write) as conn:
-            if write:
-                account_id, created = await lock_account(conn, self._sql, user_id, utc_now)
-            else:
-                found = (await conn.execute(self._sql.find_account, {"user_id": user_id})).scalar()
-                if found is None:
-                    raise LookupError(user_id)
-                account_id, created = found, False
-            yield SQLLedgerUnit(conn, self._sql, account_id, user_id, created=created, write=write)
+            yield await open_unit(
+                conn, self._sql, user_id, write=write, key=idempotency_key, now=utc_now
+            )
 
     async def user_of_hold(self, hold_id: str) -> str | None:
         """Return the user id owning a hold, or None."""
