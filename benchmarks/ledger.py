@@ -442,7 +442,7 @@ def result_line(c: Case) -> str:
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=2.0, help="seconds per timed run")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating ledger/floor rounds")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating ledger/floor rounds")
     parser.add_argument("--warmup", type=float, default=0.5, help="seconds of warm-up per side")
     parser.add_argument(
         "--no-count-statements",

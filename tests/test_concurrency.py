@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from prpm_playground import CreditLedger, InsufficientCredits, SQLAlchemyStorage
+from prpm_playground import CreditLedger, CreditPolicy, InsufficientCredits, SQLAlchemyStorage
+
+from .conftest import Backend
 
 
 async def test_200_spends_against_100_credits(bare: CreditLedger, user: str) -> None:
@@ -112,3 +114,20 @@ async def test_two_instances_share_one_account(storage: SQLAlchemyStorage, user:
     assert (await second.balance(user)).available == 0
     await first.verify(user)
     await twin.close()
+
+
+async def test_host_engine_with_stricter_isolation(backend: Backend, user: str) -> None:
+    # A host engine defaulting to SERIALIZABLE must not turn contention into errors.
+    engine = await backend.make_engine()
+    strict = engine.execution_options(isolation_level="SERIALIZABLE")
+    storage = SQLAlchemyStorage(strict)
+    await storage.migrate()
+    ledger = CreditLedger(storage, policy=CreditPolicy(trial_credits=0))
+    await ledger.grant(user, 30, idempotency_key="fund")
+    results = await asyncio.gather(
+        *(ledger.spend(user, 1, idempotency_key=f"s{i}") for i in range(40)),
+        return_exceptions=True,
+    )
+    assert sum(not isinstance(r, BaseException) for r in results) == 30
+    assert all(isinstance(r, InsufficientCredits) for r in results if isinstance(r, BaseException))
+    await ledger.verify(user)

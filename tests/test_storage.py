@@ -49,6 +49,21 @@ async def test_migrate_is_idempotent_and_prefixed(backend: Backend) -> None:
     }
     for table, objects in names.items():
         assert all(n.startswith("acme_") for n in objects), (table, objects)
+    if backend.name == "postgres":
+        async with engine.connect() as conn:
+            functions = (
+                (
+                    await conn.execute(
+                        text(
+                            "SELECT p.proname FROM pg_proc p JOIN pg_namespace n"
+                            " ON n.oid = p.pronamespace WHERE n.nspname = current_schema()"
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        assert functions == ["acme_open_account_v1"]
 
 
 async def test_host_tables_untouched_and_engine_kept(backend: Backend) -> None:

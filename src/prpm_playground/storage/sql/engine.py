@@ -112,6 +112,9 @@ class Transactions:
                 # and take the write lock up front so a reader never has to upgrade.
                 await conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
             else:
+                # Our locking reads rely on READ COMMITTED (a fresh snapshot per
+                # statement), whatever default the host's engine was given.
+                await conn.execution_options(isolation_level="READ COMMITTED")
                 await conn.begin()
             try:
                 yield conn
