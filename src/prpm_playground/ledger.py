@@ -570,43 +570,15 @@ def _safe_cell(text: str) -> str:
 
 
 def _grant_model(record: GrantRecord) -> Grant:
-    return Grant(
-        id=record.id,
-        kind=record.kind,
-        amount=record.amount,
-        remaining=record.remaining,
-        priority=record.priority,
-        effective_at=record.effective_at,
-        expires_at=record.expires_at,
-        created_at=record.created_at,
-        description=record.description,
-    )
+    return Grant.model_validate(record, from_attributes=True)
 
 
 def _entry_model(record: EntryRecord) -> Entry:
-    return Entry(
-        id=record.id,
-        type=record.type,
-        amount=record.amount,
-        balance_after=record.balance_after,
-        created_at=record.created_at,
-        description=record.description,
-        grant_id=record.grant_id,
-        hold_id=record.hold_id,
-        draws=record.draws,
-    )
+    return Entry.model_validate(record, from_attributes=True)
 
 
 def _hold_model(record: HoldRecord) -> Hold:
-    return Hold(
-        id=record.id,
-        amount=record.amount,
-        captured=record.captured,
-        status=record.status,
-        created_at=record.created_at,
-        expires_at=record.expires_at,
-        settled_at=record.settled_at,
-    )
+    return Hold.model_validate(record, from_attributes=True)
 
 
 def _audit(
