@@ -70,7 +70,14 @@ async def test_cli_on_each_backend(backend: Backend, tmp_path: Path) -> None:
 
         engine = create_async_engine(PG_URL)
         async with engine.begin() as conn:
-            for table in ("entries", "holds", "grants", "accounts", "alembic_version"):
+            for table in (
+                "idempotency_keys",
+                "entries",
+                "holds",
+                "grants",
+                "accounts",
+                "alembic_version",
+            ):
                 await conn.exec_driver_sql(f"DROP TABLE {prefix}{table}")
         await engine.dispose()
 

@@ -45,6 +45,7 @@ async def test_migrate_is_idempotent_and_prefixed(backend: Backend) -> None:
         "acme_grants",
         "acme_holds",
         "acme_entries",
+        "acme_idempotency_keys",
         "acme_alembic_version",
     }
     for table, objects in names.items():

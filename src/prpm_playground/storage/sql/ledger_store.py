@@ -35,7 +35,7 @@ from sqlalchemy.types import TypeEngine
 
 from ..base import AccountState, Changes, EntryRecord, GrantRecord, HoldRecord
 from .pg_writes import build_write_all, expected_rows, write_all_params
-from .records import entry_row, grant_row, hold_row, load_draws, to_grant, to_hold
+from .records import entry_row, grant_row, hold_row, key_rows, load_draws, to_grant, to_hold
 from .tables import Tables, UTCDateTime
 
 
@@ -50,7 +50,7 @@ class LedgerStatements:
         t = tables
         self.tables = t
         self.postgres = postgres
-        g, h, e, acc = t.grants, t.holds, t.entries, t.accounts
+        g, h, e, k, acc = t.grants, t.holds, t.entries, t.keys, t.accounts
         user: BindParameter[str] = bindparam("user_id")
 
         def parts(account: ColumnElement[Any], key: ColumnElement[Any] | None) -> list[Select[Any]]:
@@ -77,49 +77,64 @@ class LedgerStatements:
                 _null(String()).label("idempotency_key"),
                 _null(BigInteger()).label("seq"),
             ).where(g.c.account_id == account, g.c.remaining > 0)
-            active = h.c.status == "active"
-            holds = select(
-                literal("h"),
-                h.c.id,
-                h.c.status,
-                h.c.amount,
-                h.c.captured,
-                _null(Integer()),
-                h.c.created_at,
-                h.c.expires_at,
-                h.c.settled_at,
-                _null(Text()),
-                h.c.draws,
-                h.c.request_hash,
-                _null(String()),
-                _null(String()),
-                h.c.idempotency_key,
-                _null(BigInteger()),
-            ).where(
-                h.c.account_id == account,
-                active if key is None else (active | (h.c.idempotency_key == key)),
+
+            def hold_columns(src: str, key_columns: list[Any]) -> list[Any]:
+                return [
+                    literal(src),
+                    h.c.id,
+                    h.c.status,
+                    h.c.amount,
+                    h.c.captured,
+                    _null(Integer()),
+                    h.c.created_at,
+                    h.c.expires_at,
+                    h.c.settled_at,
+                    _null(Text()),
+                    h.c.draws,
+                    *key_columns,
+                    _null(BigInteger()),
+                ]
+
+            no_key = [_null(String()), _null(String()), _null(String()), _null(String())]
+            # Only the partial index on active holds can serve this part.
+            active = select(*hold_columns("h", no_key)).where(
+                h.c.account_id == account, h.c.status == "active"
             )
             if key is None:
-                return [grants, holds]
-            entries = select(
-                literal("e"),
-                e.c.id,
-                e.c.type,
-                e.c.amount,
-                e.c.balance_after,
-                _null(Integer()),
-                e.c.created_at,
-                _null(UTCDateTime()),
-                _null(UTCDateTime()),
-                e.c.description,
-                e.c.draws,
-                e.c.request_hash,
-                e.c.grant_id,
-                e.c.hold_id,
-                e.c.idempotency_key,
-                e.c.seq,
-            ).where(e.c.account_id == account, e.c.idempotency_key == key)
-            return [grants, holds, entries]
+                return [grants, active]
+            # Keyed rows: the key table's primary key, then a primary/unique id.
+            keyed_hold = (
+                select(
+                    *hold_columns(
+                        "k", [k.c.request_hash, _null(String()), _null(String()), k.c.key]
+                    )
+                )
+                .join_from(k, h, h.c.id == k.c.hold_id)
+                .where(k.c.account_id == account, k.c.key == key)
+            )
+            keyed_entry = (
+                select(
+                    literal("e"),
+                    e.c.id,
+                    e.c.type,
+                    e.c.amount,
+                    e.c.balance_after,
+                    _null(Integer()),
+                    e.c.created_at,
+                    _null(UTCDateTime()),
+                    _null(UTCDateTime()),
+                    e.c.description,
+                    e.c.draws,
+                    k.c.request_hash,
+                    e.c.grant_id,
+                    e.c.hold_id,
+                    k.c.key,
+                    e.c.seq,
+                )
+                .join_from(k, e, e.c.id == k.c.entry_id)
+                .where(k.c.account_id == account, k.c.key == key)
+            )
+            return [grants, active, keyed_hold, keyed_entry]
 
         def head(account: ColumnElement[Any]) -> list[Any]:
             """The row that reports the account id (in ``seq``)."""
@@ -184,8 +199,6 @@ class LedgerStatements:
             idempotency_key=String(),
             seq=BigInteger(),
         )
-        account: BindParameter[int] = bindparam("account_id")
-
         self.lock_account = select(acc.c.id).where(acc.c.user_id == user)
         if postgres:
             self.lock_account = self.lock_account.with_for_update()
@@ -196,10 +209,10 @@ class LedgerStatements:
             .on_conflict_do_nothing(index_elements=[acc.c.user_id])
             .returning(acc.c.id)
         )
-        self.grants_by_id = select(g).where(
-            g.c.account_id == account, g.c.id.in_(bindparam("ids", expanding=True))
-        )
-        self.hold_by_id = select(h).where(h.c.account_id == account, h.c.id == bindparam("id"))
+        # By primary key alone (one usable index); the unit checks the account.
+        self.grants_by_id = select(g).where(g.c.id.in_(bindparam("ids", expanding=True)))
+        self.hold_by_id = select(h).where(h.c.id == bindparam("id"))
+        self.insert_keys = k.insert()
 
         self.write_all = build_write_all(t) if postgres else None
         self.insert_grants = g.insert()
@@ -245,7 +258,7 @@ def _parse(rows: Iterable[Any], key: str | None) -> _Read:
                     description=r.description,
                 )
             )
-        elif r.src == "h":
+        elif r.src in ("h", "k"):
             hold = HoldRecord(
                 id=r.id,
                 amount=r.amount,
@@ -258,9 +271,9 @@ def _parse(rows: Iterable[Any], key: str | None) -> _Read:
                 idempotency_key=r.idempotency_key,
                 request_hash=r.request_hash,
             )
-            if hold.status == "active":
+            if r.src == "h":
                 read.holds.append(hold)
-            if key is not None and hold.idempotency_key == key:
+            else:
                 read.keyed_hold = hold
         elif r.src == "e":
             read.keyed_entry = EntryRecord(
@@ -392,18 +405,14 @@ class SQLLedgerUnit:
     async def get_grants(self, grant_ids: Sequence[str]) -> list[GrantRecord]:
         if not grant_ids:
             return []
-        rows = await self._conn.execute(
-            self._sql.grants_by_id, {"account_id": self.account_id, "ids": list(grant_ids)}
-        )
-        return [to_grant(r) for r in rows]
+        rows = await self._conn.execute(self._sql.grants_by_id, {"ids": list(grant_ids)})
+        return [to_grant(r) for r in rows if r.account_id == self.account_id]
 
     async def get_hold(self, hold_id: str) -> HoldRecord | None:
-        rows = (
-            await self._conn.execute(
-                self._sql.hold_by_id, {"account_id": self.account_id, "id": hold_id}
-            )
-        ).all()
-        return to_hold(rows[0]) if rows else None
+        rows = (await self._conn.execute(self._sql.hold_by_id, {"id": hold_id})).all()
+        if not rows or rows[0].account_id != self.account_id:
+            return None
+        return to_hold(rows[0])
 
     async def apply(self, changes: Changes) -> None:
         if not self._write:
@@ -440,3 +449,6 @@ class SQLLedgerUnit:
             )
         if changes.new_entries:
             await conn.execute(sql.insert_entries, [entry_row(x, a) for x in changes.new_entries])
+        keys = key_rows(changes, a)
+        if keys:
+            await conn.execute(sql.insert_keys, keys)

@@ -6,7 +6,9 @@ prepared statement therefore serves every unit of work, however many rows
 of each kind it writes, in one round trip. Foreign keys are checked at the
 end of the statement, so entries may reference grants and holds inserted by
 the same statement; rows are never both inserted and updated by it (the
-services fold such changes into the insert).
+services fold such changes into the insert). An update with nothing to do
+is gated by a parameter-only condition, which PostgreSQL evaluates once,
+before touching the table, so a spend never reads the holds table.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 from sqlalchemy import TextClause, text
 
 from ..base import Changes
-from .records import dump_draws
+from .records import dump_draws, key_rows
 from .tables import Tables
 
 
@@ -24,7 +26,7 @@ def build_write_all(t: Tables) -> TextClause:
     """The one statement that writes a whole ``Changes``."""
     # Only table names are interpolated, and they come from a prefix that
     # SQLAlchemyStorage validated against ^[a-z][a-z0-9_]*$.
-    g, h, e = t.grants.name, t.holds.name, t.entries.name
+    g, h, e, k = t.grants.name, t.holds.name, t.entries.name, t.keys.name
     return text(
         f"""
 WITH new_grants AS (
@@ -43,20 +45,18 @@ WITH new_grants AS (
 ), remaining AS (
     UPDATE {g} AS target SET remaining = x.remaining
     FROM unnest(CAST(:r_id AS varchar[]), CAST(:r_remaining AS bigint[])) AS x(id, remaining)
-    WHERE target.id = x.id AND target.account_id = :account_id
+    WHERE target.id = x.id AND cardinality(CAST(:r_id AS varchar[])) > 0
     RETURNING 1
 ), new_holds AS (
     INSERT INTO {h} (id, account_id, amount, captured, status, draws, created_at,
-                     expires_at, settled_at, idempotency_key, request_hash)
+                     expires_at, settled_at)
     SELECT x.id, :account_id, x.amount, x.captured, x.status, x.draws, x.created_at,
-           x.expires_at, x.settled_at, x.idempotency_key, x.request_hash
+           x.expires_at, x.settled_at
     FROM unnest(CAST(:h_id AS varchar[]), CAST(:h_amount AS bigint[]),
                 CAST(:h_captured AS bigint[]), CAST(:h_status AS varchar[]),
                 CAST(:h_draws AS text[]), CAST(:h_created_at AS timestamptz[]),
-                CAST(:h_expires_at AS timestamptz[]), CAST(:h_settled_at AS timestamptz[]),
-                CAST(:h_idempotency_key AS varchar[]), CAST(:h_request_hash AS varchar[]))
-         AS x(id, amount, captured, status, draws, created_at, expires_at, settled_at,
-              idempotency_key, request_hash)
+                CAST(:h_expires_at AS timestamptz[]), CAST(:h_settled_at AS timestamptz[]))
+         AS x(id, amount, captured, status, draws, created_at, expires_at, settled_at)
     RETURNING 1
 ), settled AS (
     UPDATE {h} AS target
@@ -64,35 +64,43 @@ WITH new_grants AS (
     FROM unnest(CAST(:s_id AS varchar[]), CAST(:s_status AS varchar[]),
                 CAST(:s_captured AS bigint[]), CAST(:s_settled_at AS timestamptz[]))
          AS x(id, status, captured, settled_at)
-    WHERE target.id = x.id AND target.account_id = :account_id
+    WHERE target.id = x.id AND cardinality(CAST(:s_id AS varchar[])) > 0
     RETURNING 1
 ), new_entries AS (
     INSERT INTO {e} (id, account_id, type, amount, balance_after, created_at, description,
-                     grant_id, hold_id, draws, idempotency_key, request_hash)
+                     grant_id, hold_id, draws)
     SELECT x.id, :account_id, x.type, x.amount, x.balance_after, x.created_at,
-           x.description, x.grant_id, x.hold_id, x.draws, x.idempotency_key, x.request_hash
+           x.description, x.grant_id, x.hold_id, x.draws
     FROM unnest(CAST(:e_id AS varchar[]), CAST(:e_type AS varchar[]),
                 CAST(:e_amount AS bigint[]), CAST(:e_balance_after AS bigint[]),
                 CAST(:e_created_at AS timestamptz[]), CAST(:e_description AS text[]),
                 CAST(:e_grant_id AS varchar[]), CAST(:e_hold_id AS varchar[]),
-                CAST(:e_draws AS text[]), CAST(:e_idempotency_key AS varchar[]),
-                CAST(:e_request_hash AS varchar[]))
+                CAST(:e_draws AS text[]))
          WITH ORDINALITY
          AS x(id, type, amount, balance_after, created_at, description, grant_id, hold_id,
-              draws, idempotency_key, request_hash, n)
+              draws, n)
     ORDER BY x.n
+    RETURNING 1
+), new_keys AS (
+    INSERT INTO {k} (account_id, key, request_hash, entry_id, hold_id, created_at)
+    SELECT :account_id, x.key, x.request_hash, x.entry_id, x.hold_id, x.created_at
+    FROM unnest(CAST(:k_key AS varchar[]), CAST(:k_request_hash AS varchar[]),
+                CAST(:k_entry_id AS varchar[]), CAST(:k_hold_id AS varchar[]),
+                CAST(:k_created_at AS timestamptz[]))
+         AS x(key, request_hash, entry_id, hold_id, created_at)
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM new_grants)
      + (SELECT count(*) FROM remaining) + (SELECT count(*) FROM new_holds)
      + (SELECT count(*) FROM settled)
-     + (SELECT count(*) FROM new_entries)
+     + (SELECT count(*) FROM new_entries) + (SELECT count(*) FROM new_keys)
 """
     )
 
 
 def write_all_params(changes: Changes, account_id: int) -> dict[str, Any]:
     """Column arrays for ``build_write_all``; the count of rows it must touch."""
+    keys = key_rows(changes, account_id)
     grants, holds, settled, entries = (
         changes.new_grants,
         changes.new_holds,
@@ -120,8 +128,6 @@ def write_all_params(changes: Changes, account_id: int) -> dict[str, Any]:
         "h_created_at": [x.created_at for x in holds],
         "h_expires_at": [x.expires_at for x in holds],
         "h_settled_at": [x.settled_at for x in holds],
-        "h_idempotency_key": [x.idempotency_key for x in holds],
-        "h_request_hash": [x.request_hash for x in holds],
         "s_id": [x.id for x in settled],
         "s_status": [x.status for x in settled],
         "s_captured": [x.captured for x in settled],
@@ -135,8 +141,11 @@ def write_all_params(changes: Changes, account_id: int) -> dict[str, Any]:
         "e_grant_id": [x.grant_id for x in entries],
         "e_hold_id": [x.hold_id for x in entries],
         "e_draws": [dump_draws(x.draws) if x.draws else None for x in entries],
-        "e_idempotency_key": [x.idempotency_key for x in entries],
-        "e_request_hash": [x.request_hash for x in entries],
+        "k_key": [x["key"] for x in keys],
+        "k_request_hash": [x["request_hash"] for x in keys],
+        "k_entry_id": [x["entry_id"] for x in keys],
+        "k_hold_id": [x["hold_id"] for x in keys],
+        "k_created_at": [x["created_at"] for x in keys],
     }
 
 
@@ -148,4 +157,5 @@ def expected_rows(changes: Changes) -> int:
         + len(changes.new_holds)
         + len(changes.updated_holds)
         + len(changes.new_entries)
+        + len(key_rows(changes, 0))
     )

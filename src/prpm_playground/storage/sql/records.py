@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from ...models import Draw
-from ..base import EntryRecord, GrantRecord, HoldRecord
+from ..base import Changes, EntryRecord, GrantRecord, HoldRecord
 
 
 def dump_draws(draws: tuple[Draw, ...]) -> str:
@@ -47,8 +48,6 @@ def hold_row(h: HoldRecord, account_id: int) -> dict[str, Any]:
         "created_at": h.created_at,
         "expires_at": h.expires_at,
         "settled_at": h.settled_at,
-        "idempotency_key": h.idempotency_key,
-        "request_hash": h.request_hash,
     }
 
 
@@ -64,8 +63,35 @@ def entry_row(e: EntryRecord, account_id: int) -> dict[str, Any]:
         "grant_id": e.grant_id,
         "hold_id": e.hold_id,
         "draws": dump_draws(e.draws) if e.draws else None,
-        "idempotency_key": e.idempotency_key,
-        "request_hash": e.request_hash,
+    }
+
+
+def key_rows(changes: Changes, account_id: int) -> list[dict[str, Any]]:
+    """Rows for the idempotency-key table: one per keyed entry or hold created."""
+    rows: list[dict[str, Any]] = []
+    for e in changes.new_entries:
+        if e.idempotency_key is not None:
+            rows.append(_key_row(account_id, e.idempotency_key, e.request_hash, e.created_at))
+            rows[-1]["entry_id"] = e.id
+    for h in changes.new_holds:
+        if h.idempotency_key is not None:
+            rows.append(_key_row(account_id, h.idempotency_key, h.request_hash, h.created_at))
+            rows[-1]["hold_id"] = h.id
+    return rows
+
+
+def _key_row(
+    account_id: int, key: str, request_hash: str | None, created_at: datetime
+) -> dict[str, Any]:
+    if request_hash is None:
+        raise ValueError("a keyed row needs its request hash")
+    return {
+        "account_id": account_id,
+        "key": key,
+        "request_hash": request_hash,
+        "entry_id": None,
+        "hold_id": None,
+        "created_at": created_at,
     }
 
 
@@ -93,8 +119,6 @@ def to_hold(row: Any) -> HoldRecord:
         created_at=row.created_at,
         expires_at=row.expires_at,
         settled_at=row.settled_at,
-        idempotency_key=row.idempotency_key,
-        request_hash=row.request_hash,
     )
 
 
@@ -109,7 +133,5 @@ def to_entry(row: Any) -> EntryRecord:
         grant_id=row.grant_id,
         hold_id=row.hold_id,
         draws=load_draws(row.draws),
-        idempotency_key=row.idempotency_key,
-        request_hash=row.request_hash,
         seq=row.seq,
     )

@@ -7,6 +7,8 @@ import logging
 import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -23,6 +25,8 @@ from .tables import Tables, build_tables
 __all__ = ["SQLAlchemyStorage"]
 
 logger = logging.getLogger(__name__)
+
+_R = TypeVar("_R", HoldRecord, EntryRecord)
 
 _PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,29}$")
 
@@ -186,8 +190,19 @@ class SQLAlchemyStorage:
                 .where(t.entries.c.account_id == account_id)
                 .order_by(t.entries.c.seq)
             )
+            keys = {
+                (r.entry_id or r.hold_id): (r.key, r.request_hash)
+                for r in await conn.execute(select(t.keys).where(t.keys.c.account_id == account_id))
+            }
+
+            def keyed(record: _R) -> _R:
+                key = keys.get(record.id)
+                if key is None:
+                    return record
+                return replace(record, idempotency_key=key[0], request_hash=key[1])
+
             return (
                 [to_grant(r) for r in grants],
-                [to_hold(r) for r in holds],
-                [to_entry(r) for r in entries],
+                [keyed(to_hold(r)) for r in holds],
+                [keyed(to_entry(r)) for r in entries],
             )

@@ -75,6 +75,7 @@ class Tables:
     grants: Table
     holds: Table
     entries: Table
+    keys: Table
 
     @property
     def version_table(self) -> str:
@@ -125,9 +126,6 @@ def build_tables(prefix: str) -> Tables:
         Column("created_at", UTCDateTime(), nullable=False),
         Column("expires_at", UTCDateTime(), nullable=False),
         Column("settled_at", UTCDateTime(), nullable=True),
-        Column("idempotency_key", String(255), nullable=True),
-        Column("request_hash", String(64), nullable=True),
-        UniqueConstraint("account_id", "idempotency_key"),
         CheckConstraint("amount > 0", name="amount"),
         CheckConstraint("captured >= 0 AND captured <= amount", name="captured"),
         CheckConstraint("status IN ('active', 'captured', 'released', 'expired')", name="status"),
@@ -152,11 +150,22 @@ def build_tables(prefix: str) -> Tables:
         Column("grant_id", String(40), ForeignKey(f"{p}grants.id"), nullable=True),
         Column("hold_id", String(40), ForeignKey(f"{p}holds.id"), nullable=True),
         Column("draws", Text(), nullable=True),
-        Column("idempotency_key", String(255), nullable=True),
-        Column("request_hash", String(64), nullable=True),
         UniqueConstraint("id"),
-        UniqueConstraint("account_id", "idempotency_key"),
         CheckConstraint("balance_after >= 0", name="balance_after"),
     )
     Index(f"{p}entries_account_ix", entries.c.account_id, entries.c.seq)
-    return Tables(p, md, accounts, grants, holds, entries)
+    # Keys live apart from entries and holds so that every hot lookup has
+    # exactly one usable index: a plan cached while the tables were small can
+    # then never settle on scanning an account's whole journal.
+    keys = Table(
+        f"{p}idempotency_keys",
+        md,
+        Column("account_id", Id, ForeignKey(f"{p}accounts.id"), primary_key=True),
+        Column("key", String(255), primary_key=True),
+        Column("request_hash", String(64), nullable=False),
+        Column("entry_id", String(40), nullable=True),
+        Column("hold_id", String(40), nullable=True),
+        Column("created_at", UTCDateTime(), nullable=False),
+        CheckConstraint("(entry_id IS NULL) <> (hold_id IS NULL)", name="target"),
+    )
+    return Tables(p, md, accounts, grants, holds, entries, keys)

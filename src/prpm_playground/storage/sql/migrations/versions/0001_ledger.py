@@ -64,14 +64,9 @@ def upgrade() -> None:
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("expires_at", UTCDateTime(), nullable=False),
         sa.Column("settled_at", UTCDateTime(), nullable=True),
-        sa.Column("idempotency_key", sa.String(255), nullable=True),
-        sa.Column("request_hash", sa.String(64), nullable=True),
         sa.PrimaryKeyConstraint("id", name=f"{p}holds_pk"),
         sa.ForeignKeyConstraint(
             ["account_id"], [f"{p}accounts.id"], name=f"{p}holds_account_id_fk"
-        ),
-        sa.UniqueConstraint(
-            "account_id", "idempotency_key", name=f"{p}holds_account_id_idempotency_key_uq"
         ),
         sa.CheckConstraint("amount > 0", name=f"{p}holds_amount_ck"),
         sa.CheckConstraint("captured >= 0 AND captured <= amount", name=f"{p}holds_captured_ck"),
@@ -99,8 +94,6 @@ def upgrade() -> None:
         sa.Column("grant_id", sa.String(40), nullable=True),
         sa.Column("hold_id", sa.String(40), nullable=True),
         sa.Column("draws", sa.Text(), nullable=True),
-        sa.Column("idempotency_key", sa.String(255), nullable=True),
-        sa.Column("request_hash", sa.String(64), nullable=True),
         sa.PrimaryKeyConstraint("seq", name=f"{p}entries_pk"),
         sa.ForeignKeyConstraint(
             ["account_id"], [f"{p}accounts.id"], name=f"{p}entries_account_id_fk"
@@ -108,16 +101,30 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["grant_id"], [f"{p}grants.id"], name=f"{p}entries_grant_id_fk"),
         sa.ForeignKeyConstraint(["hold_id"], [f"{p}holds.id"], name=f"{p}entries_hold_id_fk"),
         sa.UniqueConstraint("id", name=f"{p}entries_id_uq"),
-        sa.UniqueConstraint(
-            "account_id", "idempotency_key", name=f"{p}entries_account_id_idempotency_key_uq"
-        ),
         sa.CheckConstraint("balance_after >= 0", name=f"{p}entries_balance_after_ck"),
     )
     op.create_index(f"{p}entries_account_ix", f"{p}entries", ["account_id", "seq"])
+    op.create_table(
+        f"{p}idempotency_keys",
+        sa.Column("account_id", Id, nullable=False),
+        sa.Column("key", sa.String(255), nullable=False),
+        sa.Column("request_hash", sa.String(64), nullable=False),
+        sa.Column("entry_id", sa.String(40), nullable=True),
+        sa.Column("hold_id", sa.String(40), nullable=True),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("account_id", "key", name=f"{p}idempotency_keys_pk"),
+        sa.ForeignKeyConstraint(
+            ["account_id"], [f"{p}accounts.id"], name=f"{p}idempotency_keys_account_id_fk"
+        ),
+        sa.CheckConstraint(
+            "(entry_id IS NULL) <> (hold_id IS NULL)", name=f"{p}idempotency_keys_target_ck"
+        ),
+    )
 
 
 def downgrade() -> None:
     p = context.config.attributes["table_prefix"]
+    op.drop_table(f"{p}idempotency_keys")
     op.drop_table(f"{p}entries")
     op.drop_table(f"{p}holds")
     op.drop_table(f"{p}grants")
