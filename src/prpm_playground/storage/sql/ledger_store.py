@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql import literal, literal_column
+from sqlalchemy.sql import column, literal, literal_column
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.types import TypeEngine
 
@@ -179,29 +179,11 @@ class LedgerStatements:
                 )
             ),
         )
+        # Positional result columns: SQLAlchemy then maps them by position
+        # instead of matching names on every execution.
         self.open_locked = text(
             f"SELECT * FROM {self.function_name}(:user_id, :key, :lock)"
-        ).columns(
-            src=String(),
-            id=String(),
-            kind=String(),
-            amount=BigInteger(),
-            n2=BigInteger(),
-            priority=Integer(),
-            t1=UTCDateTime(),
-            t2=UTCDateTime(),
-            t3=UTCDateTime(),
-            description=Text(),
-            draws=Text(),
-            request_hash=String(),
-            grant_id=String(),
-            hold_id=String(),
-            idempotency_key=String(),
-            seq=BigInteger(),
-        )
-        self.lock_account = select(acc.c.id).where(acc.c.user_id == user)
-        if postgres:
-            self.lock_account = self.lock_account.with_for_update()
+        ).columns(*(column(name, _TYPES[type_]()) for name, type_ in _RESULT))
         dialect_insert = postgresql.insert if postgres else sqlite.insert
         self.create_account = (
             dialect_insert(acc)
@@ -334,6 +316,14 @@ async def open_unit(
     )
     return SQLLedgerUnit(conn, sql, read.account_id, state, write=write)
 
+
+_TYPES: dict[str, type[TypeEngine[Any]]] = {
+    "varchar": String,
+    "bigint": BigInteger,
+    "integer": Integer,
+    "timestamptz": UTCDateTime,
+    "text": Text,
+}
 
 _RESULT = (
     ("src", "varchar"),
