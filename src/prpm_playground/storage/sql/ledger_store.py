@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     BigInteger,
@@ -23,18 +23,16 @@ from sqlalchemy import (
     bindparam,
     null,
     select,
-    text,
     union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql import column, literal, literal_column
+from sqlalchemy.sql import literal, literal_column
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.types import TypeEngine
 
 from ..base import AccountState, Changes, EntryRecord, GrantRecord, HoldRecord
-from .pg_writes import build_write_all, expected_rows, write_all_params
 from .records import entry_row, grant_row, hold_row, key_rows, load_draws, to_grant, to_hold
 from .tables import Tables, UTCDateTime
 
@@ -179,11 +177,6 @@ class LedgerStatements:
                 )
             ),
         )
-        # Positional result columns: SQLAlchemy then maps them by position
-        # instead of matching names on every execution.
-        self.open_locked = text(
-            f"SELECT * FROM {self.function_name}(:user_id, :key, :lock)"
-        ).columns(*(column(name, _TYPES[type_]()) for name, type_ in _RESULT))
         dialect_insert = postgresql.insert if postgres else sqlite.insert
         self.create_account = (
             dialect_insert(acc)
@@ -196,7 +189,6 @@ class LedgerStatements:
         self.hold_by_id = select(h).where(h.c.id == bindparam("id"))
         self.insert_keys = k.insert()
 
-        self.write_all = build_write_all(t) if postgres else None
         self.insert_grants = g.insert()
         self.insert_holds = h.insert()
         self.insert_entries = e.insert()
@@ -224,62 +216,142 @@ class _Read:
 
 
 def _parse(rows: Iterable[Any], key: str | None) -> _Read:
+    """Sort the UNION's rows (SQLAlchemy rows or asyncpg records, by position)."""
     read = _Read()
     for r in rows:
-        if r.src == "g":
+        src = r[0]
+        if src == "g":
             read.grants.append(
                 GrantRecord(
-                    id=r.id,
-                    kind=r.kind,
-                    amount=r.amount,
-                    remaining=r.n2,
-                    priority=r.priority,
-                    effective_at=r.t1,
-                    expires_at=r.t2,
-                    created_at=r.t3,
-                    description=r.description,
+                    id=r[1],
+                    kind=r[2],
+                    amount=r[3],
+                    remaining=r[4],
+                    priority=r[5],
+                    effective_at=r[6],
+                    expires_at=r[7],
+                    created_at=r[8],
+                    description=r[9],
                 )
             )
-        elif r.src in ("h", "k"):
+        elif src in ("h", "k"):
             hold = HoldRecord(
-                id=r.id,
-                amount=r.amount,
-                captured=r.n2,
-                status=r.kind,
-                draws=load_draws(r.draws),
-                created_at=r.t1,
-                expires_at=r.t2,
-                settled_at=r.t3,
-                idempotency_key=r.idempotency_key,
-                request_hash=r.request_hash,
+                id=r[1],
+                amount=r[3],
+                captured=r[4],
+                status=r[2],
+                draws=load_draws(r[10]),
+                created_at=r[6],
+                expires_at=r[7],
+                settled_at=r[8],
+                idempotency_key=r[14],
+                request_hash=r[11],
             )
-            if r.src == "h":
+            if src == "h":
                 read.holds.append(hold)
             else:
                 read.keyed_hold = hold
-        elif r.src == "e":
+        elif src == "e":
             read.keyed_entry = EntryRecord(
-                id=r.id,
-                type=r.kind,
-                amount=r.amount,
-                balance_after=r.n2,
-                created_at=r.t1,
-                description=r.description,
-                grant_id=r.grant_id,
-                hold_id=r.hold_id,
-                draws=load_draws(r.draws),
-                idempotency_key=r.idempotency_key,
-                request_hash=r.request_hash,
-                seq=r.seq,
+                id=r[1],
+                type=r[2],
+                amount=r[3],
+                balance_after=r[4],
+                created_at=r[6],
+                description=r[9],
+                grant_id=r[12],
+                hold_id=r[13],
+                draws=load_draws(r[10]),
+                idempotency_key=r[14],
+                request_hash=r[11],
+                seq=r[15],
             )
         else:
-            read.account_id = r.seq
+            read.account_id = r[15]
     return read
 
 
+class Executor(Protocol):
+    """The few statements a unit of work runs, per dialect."""
+
+    async def open(self, user_id: str, key: str | None, lock: bool) -> Iterable[Any]:
+        """Find (and, if ``lock``, lock) the account; return the state rows."""
+        ...
+
+    async def create_account(self, user_id: str, now: datetime) -> int | None:
+        """Insert the account unless it exists; return its id if this call made it."""
+        ...
+
+    async def grants(self, ids: list[str]) -> list[Any]:
+        """Grant rows by id (attribute access)."""
+        ...
+
+    async def hold(self, hold_id: str) -> Any | None:
+        """A hold row by id (attribute access), or None."""
+        ...
+
+    async def write(self, changes: Changes, account_id: int) -> None:
+        """Write every row of ``changes``."""
+        ...
+
+
+class SQLiteExecutor:
+    """Runs the unit's statements through SQLAlchemy on SQLite."""
+
+    def __init__(self, conn: AsyncConnection, sql: LedgerStatements) -> None:
+        self._conn = conn
+        self._sql = sql
+
+    async def open(self, user_id: str, key: str | None, lock: bool) -> Iterable[Any]:
+        # BEGIN IMMEDIATE already holds the database's write lock.
+        return await self._conn.execute(
+            self._sql.open[key is not None], {"user_id": user_id, "key": key}
+        )
+
+    async def create_account(self, user_id: str, now: datetime) -> int | None:
+        params = {"user_id": user_id, "now": now}
+        created: int | None = (await self._conn.execute(self._sql.create_account, params)).scalar()
+        return created
+
+    async def grants(self, ids: list[str]) -> list[Any]:
+        return list(await self._conn.execute(self._sql.grants_by_id, {"ids": ids}))
+
+    async def hold(self, hold_id: str) -> Any | None:
+        return (await self._conn.execute(self._sql.hold_by_id, {"id": hold_id})).first()
+
+    async def write(self, changes: Changes, account_id: int) -> None:
+        sql, a, conn = self._sql, account_id, self._conn
+        if changes.new_grants:
+            await conn.execute(sql.insert_grants, [grant_row(x, a) for x in changes.new_grants])
+        if changes.grant_remaining:
+            await conn.execute(
+                sql.set_remaining,
+                [{"b_id": k, "b_remaining": v} for k, v in changes.grant_remaining.items()],
+            )
+        if changes.new_holds:
+            await conn.execute(sql.insert_holds, [hold_row(x, a) for x in changes.new_holds])
+        if changes.updated_holds:
+            await conn.execute(
+                sql.settle_holds,
+                [
+                    {
+                        "b_id": x.id,
+                        "b_status": x.status,
+                        "b_captured": x.captured,
+                        "b_settled_at": x.settled_at,
+                    }
+                    for x in changes.updated_holds
+                ],
+            )
+        if changes.new_entries:
+            await conn.execute(sql.insert_entries, [entry_row(x, a) for x in changes.new_entries])
+        keys = key_rows(changes, a)
+        if keys:
+            await conn.execute(sql.insert_keys, keys)
+
+
 async def open_unit(
-    conn: AsyncConnection,
-    sql: LedgerStatements,
+    executor: Executor,
     user_id: str,
     *,
     write: bool,
@@ -287,24 +359,17 @@ async def open_unit(
     now: Callable[[], datetime],
 ) -> SQLLedgerUnit:
     """Find (or create) and, for writes, lock the account; read its state."""
-    params: dict[str, Any] = {"user_id": user_id, "key": key, "lock": write}
-
-    async def read_state() -> _Read:
-        if sql.postgres:
-            return _parse(await conn.execute(sql.open_locked, params), key)
-        return _parse(await conn.execute(sql.open[key is not None], params), key)
-
-    read = await read_state()
+    read = _parse(await executor.open(user_id, key, write), key)
     created = False
     if read.account_id is None:
         if not write:
             raise LookupError(user_id)
-        new_id = (await conn.execute(sql.create_account, {**params, "now": now()})).scalar()
+        new_id = await executor.create_account(user_id, now())
         if new_id is not None:
             read, created = _Read(account_id=new_id), True
         else:
             # Another transaction created it since we looked; lock and read it.
-            read = await read_state()
+            read = _parse(await executor.open(user_id, key, write), key)
     assert read.account_id is not None
     state = AccountState(
         user_id=user_id,
@@ -314,16 +379,8 @@ async def open_unit(
         keyed_entry=read.keyed_entry,
         keyed_hold=read.keyed_hold,
     )
-    return SQLLedgerUnit(conn, sql, read.account_id, state, write=write)
+    return SQLLedgerUnit(executor, read.account_id, state, write=write)
 
-
-_TYPES: dict[str, type[TypeEngine[Any]]] = {
-    "varchar": String,
-    "bigint": BigInteger,
-    "integer": Integer,
-    "timestamptz": UTCDateTime,
-    "text": Text,
-}
 
 _RESULT = (
     ("src", "varchar"),
@@ -378,16 +435,9 @@ class SQLLedgerUnit:
     """One transaction on one account; ``state`` was read when it opened."""
 
     def __init__(
-        self,
-        conn: AsyncConnection,
-        sql: LedgerStatements,
-        account_id: int,
-        state: AccountState,
-        *,
-        write: bool,
+        self, executor: Executor, account_id: int, state: AccountState, *, write: bool
     ) -> None:
-        self._conn = conn
-        self._sql = sql
+        self._executor = executor
         self.account_id = account_id
         self.state = state
         self._write = write
@@ -395,50 +445,16 @@ class SQLLedgerUnit:
     async def get_grants(self, grant_ids: Sequence[str]) -> list[GrantRecord]:
         if not grant_ids:
             return []
-        rows = await self._conn.execute(self._sql.grants_by_id, {"ids": list(grant_ids)})
+        rows = await self._executor.grants(list(grant_ids))
         return [to_grant(r) for r in rows if r.account_id == self.account_id]
 
     async def get_hold(self, hold_id: str) -> HoldRecord | None:
-        rows = (await self._conn.execute(self._sql.hold_by_id, {"id": hold_id})).all()
-        if not rows or rows[0].account_id != self.account_id:
+        row = await self._executor.hold(hold_id)
+        if row is None or row.account_id != self.account_id:
             return None
-        return to_hold(rows[0])
+        return to_hold(row)
 
     async def apply(self, changes: Changes) -> None:
         if not self._write:
             raise RuntimeError("apply() in a read-only unit")
-        sql, a, conn = self._sql, self.account_id, self._conn
-        if sql.write_all is not None:
-            written = (await conn.execute(sql.write_all, write_all_params(changes, a))).scalar()
-            if written != expected_rows(changes):
-                # An update that matched no row means our view of the account
-                # was wrong; never commit half of a decision.
-                raise RuntimeError(f"wrote {written} rows, expected {expected_rows(changes)}")
-            return
-        if changes.new_grants:
-            await conn.execute(sql.insert_grants, [grant_row(x, a) for x in changes.new_grants])
-        if changes.grant_remaining:
-            await conn.execute(
-                sql.set_remaining,
-                [{"b_id": k, "b_remaining": v} for k, v in changes.grant_remaining.items()],
-            )
-        if changes.new_holds:
-            await conn.execute(sql.insert_holds, [hold_row(x, a) for x in changes.new_holds])
-        if changes.updated_holds:
-            await conn.execute(
-                sql.settle_holds,
-                [
-                    {
-                        "b_id": x.id,
-                        "b_status": x.status,
-                        "b_captured": x.captured,
-                        "b_settled_at": x.settled_at,
-                    }
-                    for x in changes.updated_holds
-                ],
-            )
-        if changes.new_entries:
-            await conn.execute(sql.insert_entries, [entry_row(x, a) for x in changes.new_entries])
-        keys = key_rows(changes, a)
-        if keys:
-            await conn.execute(sql.insert_keys, keys)
+        await self._executor.write(changes, self.account_id)

@@ -18,7 +18,8 @@ from ...errors import InvalidRequest, SchemaMismatch
 from ..base import EntryRecord, GrantRecord, HoldRecord
 from . import migrate as migrations
 from .engine import DEFAULT_URL, Transactions, configure, create_engine
-from .ledger_store import LedgerStatements, SQLLedgerUnit, open_unit
+from .ledger_store import LedgerStatements, SQLiteExecutor, SQLLedgerUnit, open_unit
+from .postgres import PostgresExecutor, PostgresStatements, driver_transaction
 from .records import to_entry, to_grant, to_hold
 from .tables import Tables, build_tables
 
@@ -72,6 +73,11 @@ class SQLAlchemyStorage:
         self.table_prefix = table_prefix
         self._tx = Transactions(self.engine)
         self._sql = LedgerStatements(self.tables, postgres=self._tx.is_postgres)
+        self._pg = (
+            PostgresStatements(self.tables, self._sql.function_name)
+            if self._tx.is_postgres
+            else None
+        )
         self._schema_checked = False
         self._schema_lock = asyncio.Lock()
 
@@ -133,10 +139,15 @@ class SQLAlchemyStorage:
     ) -> AsyncIterator[SQLLedgerUnit]:
         """Open a unit of work on one account (see ``LedgerStorage.account``)."""
         await self._check_schema()
-        async with self._tx.begin(write=write) as conn:
-            yield await open_unit(
-                conn, self._sql, user_id, write=write, key=idempotency_key, now=utc_now
-            )
+        key = idempotency_key
+        if self._pg is not None:
+            async with driver_transaction(self.engine, write=write) as driver:
+                pg = PostgresExecutor(driver, self._pg)
+                yield await open_unit(pg, user_id, write=write, key=key, now=utc_now)
+        else:
+            async with self._tx.begin(write=write) as conn:
+                lite = SQLiteExecutor(conn, self._sql)
+                yield await open_unit(lite, user_id, write=write, key=key, now=utc_now)
 
     async def user_of_hold(self, hold_id: str) -> str | None:
         """Return the user id owning a hold, or None."""

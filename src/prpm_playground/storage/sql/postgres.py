@@ -1,4 +1,16 @@
-"""PostgreSQL: every row a unit of work writes, in one statement.
+"""PostgreSQL: the ledger's unit of work on the asyncpg driver.
+
+A unit checks a connection out of SQLAlchemy's pool, opens its own
+READ COMMITTED transaction on the driver, and runs its few statements there,
+compiled once: SQLAlchemy's per-execution work (parameter processing, result
+metadata) costs several times the round trip itself on this hot path.
+Everything else (pool, migrations, history, audit) stays on SQLAlchemy.
+
+Locking and reading is one call of the ``open_account`` function (see
+``ledger_store``). Writing is one statement of a fixed shape: each kind of
+change is a data-modifying CTE over ``unnest()`` of parameter arrays, and an
+empty array is a no-op. One prepared statement therefore serves every unit
+of work, however many rows of each kind it writes, in one round trip.
 
 The statement has a fixed shape: each kind of change is a data-modifying CTE
 over ``unnest()`` of parameter arrays, and an empty array is a no-op. One
@@ -13,13 +25,21 @@ before touching the table, so a spend never reads the holds table.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from types import SimpleNamespace
+from typing import Any, cast
 
-from sqlalchemy import TextClause, text
+from sqlalchemy import ARRAY, ClauseElement, String, TextClause, any_, bindparam, select, text
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from ..base import Changes
 from .records import dump_draws, key_rows
-from .tables import Tables
+from .tables import Tables, UTCDateTime
 
 
 def build_write_all(t: Tables) -> TextClause:
@@ -159,3 +179,95 @@ def expected_rows(changes: Changes) -> int:
         + len(changes.new_entries)
         + len(key_rows(changes, 0))
     )
+
+
+class DriverStatement:
+    """A SQLAlchemy statement compiled once to asyncpg's ``$n`` form."""
+
+    def __init__(self, clause: ClauseElement) -> None:
+        compiled = cast(
+            SQLCompiler,
+            clause.compile(dialect=PGDialect_asyncpg()),  # type: ignore[no-untyped-call]
+        )
+        self.sql = str(compiled)
+        self.order = list(compiled.positiontup or ())
+
+    def args(self, params: dict[str, Any]) -> list[Any]:
+        """Positional arguments, in the order the compiled SQL numbers them."""
+        return [params[name] for name in self.order]
+
+
+class PostgresStatements:
+    """The unit of work's statements, compiled for the driver."""
+
+    def __init__(self, tables: Tables, function_name: str) -> None:
+        t = tables
+        acc, g, h = t.accounts, t.grants, t.holds
+        self.open_sql = f"SELECT * FROM {function_name}($1, $2, $3)"
+        self.create_account = DriverStatement(
+            postgresql.insert(acc)
+            .values(user_id=bindparam("user_id"), created_at=bindparam("now", type_=UTCDateTime()))
+            .on_conflict_do_nothing(index_elements=[acc.c.user_id])
+            .returning(acc.c.id)
+        )
+        self.grants_by_id = DriverStatement(
+            select(g).where(g.c.id == any_(bindparam("ids", type_=ARRAY(String()))))
+        )
+        self.hold_by_id = DriverStatement(select(h).where(h.c.id == bindparam("id")))
+        self.write_all = DriverStatement(build_write_all(t))
+
+
+class PostgresExecutor:
+    """Runs a unit's statements on an asyncpg connection inside its transaction."""
+
+    def __init__(self, driver: Any, sql: PostgresStatements) -> None:
+        self._driver = driver
+        self._sql = sql
+
+    async def open(self, user_id: str, key: str | None, lock: bool) -> Iterable[Any]:
+        rows: Iterable[Any] = await self._driver.fetch(self._sql.open_sql, user_id, key, lock)
+        return rows
+
+    async def create_account(self, user_id: str, now: datetime) -> int | None:
+        statement = self._sql.create_account
+        params = {"user_id": user_id, "now": now}
+        created: int | None = await self._driver.fetchval(statement.sql, *statement.args(params))
+        return created
+
+    async def grants(self, ids: list[str]) -> list[Any]:
+        statement = self._sql.grants_by_id
+        rows = await self._driver.fetch(statement.sql, *statement.args({"ids": ids}))
+        return [SimpleNamespace(**dict(r)) for r in rows]
+
+    async def hold(self, hold_id: str) -> Any | None:
+        statement = self._sql.hold_by_id
+        row = await self._driver.fetchrow(statement.sql, *statement.args({"id": hold_id}))
+        return None if row is None else SimpleNamespace(**dict(row))
+
+    async def write(self, changes: Changes, account_id: int) -> None:
+        statement = self._sql.write_all
+        args = statement.args(write_all_params(changes, account_id))
+        written = await self._driver.fetchval(statement.sql, *args)
+        if written != expected_rows(changes):
+            # An update that matched no row means our view of the account was
+            # wrong; raising rolls back, so half a decision is never committed.
+            raise RuntimeError(f"wrote {written} rows, expected {expected_rows(changes)}")
+
+
+@asynccontextmanager
+async def driver_transaction(engine: AsyncEngine, *, write: bool) -> AsyncIterator[Any]:
+    """A pooled connection's asyncpg driver, inside a READ COMMITTED transaction.
+
+    READ COMMITTED whatever the engine's default: the locking read relies on
+    each statement taking a fresh snapshot. A connection the driver reports
+    closed is invalidated, so the pool never hands it out again.
+    """
+    async with engine.connect() as conn:
+        driver: Any = (await conn.get_raw_connection()).driver_connection
+        try:
+            async with driver.transaction(isolation="read_committed", readonly=not write):
+                yield driver
+        except BaseException:
+            if driver.is_closed():
+                await conn.invalidate()
+            raise
