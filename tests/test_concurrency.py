@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
+
 from prpm_playground import CreditLedger, CreditPolicy, InsufficientCredits, SQLAlchemyStorage
 
 from .conftest import Backend
@@ -131,3 +134,80 @@ async def test_host_engine_with_stricter_isolation(backend: Backend, user: str) 
     assert sum(not isinstance(r, BaseException) for r in results) == 30
     assert all(isinstance(r, InsufficientCredits) for r in results if isinstance(r, BaseException))
     await ledger.verify(user)
+
+
+async def test_cancelled_writer_leaves_no_lock_behind(
+    storage: SQLAlchemyStorage, bare: CreditLedger, user: str
+) -> None:
+    # A request cancelled while it waits for the account's lock (a client
+    # that disconnects) must not leave a transaction or lock in the pool.
+    await bare.grant(user, 10, idempotency_key="fund")
+    holding = asyncio.Event()
+    release = asyncio.Event()
+
+    async def hold_the_lock() -> None:
+        async with storage.account(user, write=True):
+            holding.set()
+            await release.wait()
+
+    holder = asyncio.create_task(hold_the_lock())
+    await holding.wait()
+    waiter = asyncio.create_task(bare.spend(user, 1, idempotency_key="cancelled"))
+    await asyncio.sleep(0.2)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    release.set()
+    await holder
+    # Every pooled connection is usable and nothing is locked or half-written.
+    results = await asyncio.wait_for(
+        asyncio.gather(*(bare.spend(user, 1, idempotency_key=f"after-{i}") for i in range(9))),
+        timeout=20,
+    )
+    assert [e.balance_after for e in results][-1] >= 0
+    balance = await bare.balance(user)
+    assert balance.available == 1
+    assert (await bare.history(user, types=["spend"])).entries[-1].description is None
+    await bare.verify(user)
+
+
+async def test_connection_left_in_transaction_is_discarded(
+    backend: Backend, user: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # If a unit's rollback never happens (a connection broken mid-cancel), the
+    # connection must not return to the pool inside a transaction, holding
+    # the account's lock. A one-connection pool makes the next unit reuse it.
+    if backend.name != "postgres":
+        pytest.skip("PostgreSQL units own their transaction on the driver; SQLite's do not")
+    import asyncpg.transaction
+
+    engine = await backend.make_engine()
+    async with engine.connect() as conn:
+        schema = (await conn.exec_driver_sql("SHOW search_path")).scalar()
+    single = create_async_engine(
+        engine.url,
+        pool_size=1,
+        max_overflow=0,
+        connect_args={"server_settings": {"search_path": schema}},
+    )
+    storage = SQLAlchemyStorage(engine)
+    await storage.migrate()
+    ledger = CreditLedger(SQLAlchemyStorage(single), policy=CreditPolicy(trial_credits=0))
+    await ledger.grant(user, 5, idempotency_key="fund")
+
+    original = asyncpg.transaction.Transaction.__aexit__
+
+    async def no_rollback(self: object, kind: object, error: object, tb: object) -> bool:
+        if kind is not None:
+            return False  # leave the transaction open, as a failed rollback would
+        return await original(self, kind, error, tb)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(asyncpg.transaction.Transaction, "__aexit__", no_rollback)
+    with pytest.raises(InsufficientCredits):
+        await ledger.spend(user, 6, idempotency_key="too-much")
+    monkeypatch.undo()
+    entry = await asyncio.wait_for(ledger.spend(user, 2, idempotency_key="next"), timeout=10)
+    assert entry.balance_after == 3
+    # Committed for everyone else (not merely inside a leftover transaction).
+    assert (await CreditLedger(storage).balance(user)).available == 3
+    await single.dispose()

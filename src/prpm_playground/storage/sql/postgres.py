@@ -259,8 +259,9 @@ async def driver_transaction(engine: AsyncEngine, *, write: bool) -> AsyncIterat
     """A pooled connection's asyncpg driver, inside a READ COMMITTED transaction.
 
     READ COMMITTED whatever the engine's default: the locking read relies on
-    each statement taking a fresh snapshot. A connection the driver reports
-    closed is invalidated, so the pool never hands it out again.
+    each statement taking a fresh snapshot. After an error or cancellation, a
+    connection that is closed or still in a transaction is invalidated, so
+    the pool never hands it out again.
     """
     async with engine.connect() as conn:
         driver: Any = (await conn.get_raw_connection()).driver_connection
@@ -268,6 +269,9 @@ async def driver_transaction(engine: AsyncEngine, *, write: bool) -> AsyncIterat
             async with driver.transaction(isolation="read_committed", readonly=not write):
                 yield driver
         except BaseException:
-            if driver.is_closed():
+            # Cancelled mid-statement, the rollback may not have completed:
+            # a connection still inside a transaction (holding the account's
+            # lock) must never go back to the pool, which cannot see it.
+            if driver.is_closed() or driver.is_in_transaction():
                 await conn.invalidate()
             raise
