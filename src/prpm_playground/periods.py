@@ -1,0 +1,60 @@
+"""Anchored monthly periods: ``anchor + N months``, clamped to the month's end.
+
+Every period is computed from the original anchor, never from the previous
+period, so a month-end anchor does not drift: Jan 31 → Feb 28 (29 in leap
+years) → Mar 31 → Apr 30. Period ``n`` is ``[start(n), start(n + 1))``.
+"""
+
+from __future__ import annotations
+
+import calendar
+from datetime import datetime
+
+from ._clock import as_utc
+from .errors import InvalidRequest
+
+__all__ = ["add_months", "period_bounds", "period_index", "period_start"]
+
+
+def add_months(anchor: datetime, months: int) -> datetime:
+    """``anchor`` moved by ``months`` calendar months, the day clamped to the month's end.
+
+    Args:
+        anchor: An aware datetime; the result keeps its time of day, in UTC.
+        months: Any int, negative included.
+    """
+    if isinstance(months, bool) or not isinstance(months, int):
+        raise InvalidRequest("months must be an int")
+    anchor = as_utc(anchor, name="anchor")
+    index = anchor.month - 1 + months
+    year, month = anchor.year + index // 12, index % 12 + 1
+    if not 1 <= year <= 9999:
+        raise InvalidRequest("period out of the supported date range")
+    day = min(anchor.day, calendar.monthrange(year, month)[1])
+    return anchor.replace(year=year, month=month, day=day)
+
+
+def period_start(anchor: datetime, n: int) -> datetime:
+    """The instant period ``n`` (0 is the first) begins."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise InvalidRequest("period number must be an int >= 0")
+    return add_months(anchor, n)
+
+
+def period_bounds(anchor: datetime, n: int) -> tuple[datetime, datetime]:
+    """``(start, end)`` of period ``n``; the end is exclusive and starts period ``n + 1``."""
+    return period_start(anchor, n), period_start(anchor, n + 1)
+
+
+def period_index(anchor: datetime, at: datetime) -> int:
+    """The number of the period containing ``at``, or -1 if ``at`` is before ``anchor``."""
+    anchor = as_utc(anchor, name="anchor")
+    at = as_utc(at, name="at")
+    if at < anchor:
+        return -1
+    # The calendar month difference is right or one too many (when ``at``
+    # falls earlier in its month than the clamped anchor day and time).
+    n = (at.year - anchor.year) * 12 + (at.month - anchor.month)
+    if add_months(anchor, n) > at:
+        n -= 1
+    return n
