@@ -256,7 +256,7 @@ class PostgresExecutor:
 
 @asynccontextmanager
 async def driver_transaction(engine: AsyncEngine, *, write: bool) -> AsyncIterator[Any]:
-    """A pooled connection's asyncpg driver, inside a READ COMMITTED transaction.
+    """A pooled connection's asyncpg driver, in a READ COMMITTED transaction for writes.
 
     READ COMMITTED whatever the engine's default: the locking read relies on
     each statement taking a fresh snapshot. After an error or cancellation, a
@@ -265,6 +265,13 @@ async def driver_transaction(engine: AsyncEngine, *, write: bool) -> AsyncIterat
     """
     async with engine.connect() as conn:
         driver: Any = (await conn.get_raw_connection()).driver_connection
+        if not write:
+            # A read unit's answer rests on one statement (the lock-free
+            # call), consistent on its own; anything needing a second one
+            # also has changes to record, and the ledger redoes it as a
+            # locked write. So no BEGIN and COMMIT round trips.
+            yield driver
+            return
         try:
             async with driver.transaction(isolation="read_committed", readonly=not write):
                 yield driver
