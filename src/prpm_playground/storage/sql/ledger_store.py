@@ -1,12 +1,13 @@
 """The ledger's unit of work on SQL: lock an account, read it, write rows back.
 
-A write unit costs, on the hot path, one round trip to lock the account and
-read its live grants, active holds and idempotency matches, and (on
-PostgreSQL) one to write every changed row. Statements are built
-once per storage and executed with bound parameters, so SQLAlchemy's
-compiled cache serves every call.
+One query shape reads an account's state: its live grants, its active holds,
+and the entry or hold recorded under an idempotency key, as one UNION. On
+SQLite it runs as a SQLAlchemy statement under ``BEGIN IMMEDIATE``; on
+PostgreSQL the same query, compiled into the ``open_account`` function,
+runs after the function locks the account row (see ``postgres``). Either
+way a write unit costs one round trip to lock and read, and the statements
+that write its rows back (one on PostgreSQL).
 """
-
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
