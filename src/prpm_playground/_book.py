@@ -8,14 +8,25 @@ Nothing here touches storage, so every caller gets exactly the same rules.
 
 from __future__ import annotations
 
+import heapq
+import itertools
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 
 from ._ids import new_id
-from .config import GRANT_KINDS, GrantKind
+from .config import DEFAULT_PRIORITIES, GRANT_KINDS, GrantKind
 from .errors import InsufficientCredits
 from .models import Draw, EntryType
-from .storage.base import AccountState, Changes, EntryRecord, GrantRecord, HoldRecord
+from .periods import period_bounds, period_index, period_start
+from .storage.base import (
+    AccountState,
+    Changes,
+    EntryRecord,
+    GrantRecord,
+    HoldRecord,
+    SubscriptionRecord,
+)
 
 _NEVER = datetime.max.replace(tzinfo=UTC)
 
@@ -41,6 +52,7 @@ class Book:
 
     def __init__(self, state: AccountState, now: datetime) -> None:
         self.now = now
+        self.subscription = state.subscription
         self.grants: dict[str, GrantRecord] = {g.id: g for g in state.grants}
         self.holds: dict[str, HoldRecord] = {h.id: h for h in state.holds}
         self.changes = Changes()
@@ -96,22 +108,90 @@ class Book:
 
     # -- settling what time made due --------------------------------------
 
-    def settle(self) -> None:
-        """Record, in time order, lapsed holds and expired grants up to ``now``."""
-        events: list[tuple[datetime, int, str]] = []
+    def settle(self, rollover_cap: int = 0, priorities: Mapping[str, int] | None = None) -> None:
+        """Record, in time order, everything time has made due up to ``now``.
+
+        Lapsed holds return their credits; at each ended period boundary of a
+        subscription, the unused allowance rolls over (up to ``rollover_cap``)
+        and the next allowance is granted; expired grants expire. At one
+        instant, in that order: credits a lapsing hold returns count as
+        unused allowance, and rollover is taken before the allowance expires.
+        Grants created here that have already expired by ``now`` are expired
+        in the same pass, so catching up many periods at once gives the same
+        result as settling at every boundary.
+        """
+        events: list[tuple[datetime, int, int, str]] = []
+        counter = itertools.count()
+
+        def expiry_of(grant: GrantRecord) -> None:
+            if grant.expires_at is not None and grant.expires_at <= self.now:
+                heapq.heappush(events, (grant.expires_at, 2, next(counter), grant.id))
+
         for hold in self.holds.values():
             if hold.status == "active" and hold.expires_at <= self.now:
-                events.append((hold.expires_at, 0, hold.id))
+                heapq.heappush(events, (hold.expires_at, 0, next(counter), hold.id))
         for grant in self.grants.values():
-            if grant.expires_at is not None and grant.expires_at <= self.now:
-                events.append((grant.expires_at, 1, grant.id))
-        for at, what, ident in sorted(events):
+            expiry_of(grant)
+        sub = self.subscription
+        if sub is not None:
+            due = min(period_index(sub.anchor, self.now), _last_allowance(sub) + 1)
+            for period in range(sub.last_period + 1, due + 1):
+                start = period_start(sub.anchor, period)
+                heapq.heappush(events, (start, 1, next(counter), str(period)))
+        while events:
+            at, what, _, ident = heapq.heappop(events)
             if what == 0:
                 hold = self.holds[ident]
                 self._give_back(hold.draws, at)
                 self._update_hold(replace(hold, status="expired", settled_at=at))
+            elif what == 1:
+                for grant in self._renew(int(ident), rollover_cap, priorities or {}):
+                    expiry_of(grant)
             else:
                 self._expire_grant(self.grants[ident], at)
+
+    def _renew(
+        self, period: int, rollover_cap: int, priorities: Mapping[str, int]
+    ) -> list[GrantRecord]:
+        """Period ``period`` begins: roll the last allowance over, grant the next."""
+        sub = self.subscription
+        assert sub is not None
+        start, end = period_bounds(sub.anchor, period)
+        created: list[GrantRecord] = []
+        if sub.active_in(period):
+            previous = next(
+                (g for g in self.grants.values() if g.kind == "monthly" and g.period == period - 1),
+                None,
+            )
+            carried = min(previous.remaining if previous else 0, rollover_cap)
+            if carried:
+                created.append(
+                    self.add_grant(
+                        "rollover",
+                        carried,
+                        priority=priorities.get("rollover", DEFAULT_PRIORITIES["rollover"]),
+                        expires_at=end,
+                        description="Unused allowance carried over",
+                        at=start,
+                        period=period,
+                    )
+                )
+            credits = sub.credits_for(period)
+            if credits:
+                created.append(
+                    self.add_grant(
+                        "monthly",
+                        credits,
+                        priority=priorities.get("monthly", DEFAULT_PRIORITIES["monthly"]),
+                        expires_at=end,
+                        description="Monthly allowance",
+                        at=start,
+                        period=period,
+                    )
+                )
+        self.subscription = replace(sub, last_period=period)
+        self.changes.subscription = self.subscription
+        return created
 
     def _expire_grant(self, grant: GrantRecord, at: datetime) -> None:
         if grant.remaining <= 0:
@@ -134,24 +214,29 @@ class Book:
         description: str | None,
         idempotency_key: str | None = None,
         request_hash: str | None = None,
+        at: datetime | None = None,
+        period: int | None = None,
     ) -> GrantRecord:
-        """Create a grant and its credit entry."""
+        """Create a grant (effective ``at``, default now) and its credit entry."""
+        at = at or self.now
         grant = GrantRecord(
             id=new_id("grt"),
             kind=kind,
             amount=amount,
             remaining=amount,
             priority=priority,
-            effective_at=self.now,
+            effective_at=at,
             expires_at=expires_at,
-            created_at=self.now,
+            created_at=at,
             description=description,
+            period=period,
         )
         self.grants[grant.id] = grant
         self.changes.new_grants.append(grant)
         self.add_entry(
             kind,
             amount,
+            at=at,
             grant_id=grant.id,
             description=description,
             idempotency_key=idempotency_key,
@@ -308,3 +393,8 @@ class Book:
         )
         self.changes.new_entries.append(entry)
         return entry
+
+
+def _last_allowance(sub: SubscriptionRecord) -> int:
+    """The last period that can still need a boundary (one past the final allowance)."""
+    return sub.ends_after if sub.ends_after is not None else 2**31

@@ -23,6 +23,7 @@ __all__ = [
     "HoldRecord",
     "LedgerStorage",
     "LedgerUnit",
+    "SubscriptionRecord",
 ]
 
 
@@ -39,6 +40,40 @@ class GrantRecord:
     expires_at: datetime | None
     created_at: datetime
     description: str | None = None
+    period: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionRecord:
+    """A monthly allowance's terms and progress.
+
+    Attributes:
+        anchor: Period ``n`` starts at ``anchor + n months`` (see ``periods``).
+        monthly_credits: Allowance per period.
+        last_period: Allowances are granted up to and including this period.
+        ends_after: No allowance (and no rollover) for periods after this one;
+            None while the subscription runs.
+        next_credits: New allowance from period ``next_from`` on, if changed.
+        next_from: First period of ``next_credits``.
+    """
+
+    anchor: datetime
+    monthly_credits: int
+    last_period: int
+    ends_after: int | None = None
+    next_credits: int | None = None
+    next_from: int | None = None
+
+    def credits_for(self, period: int) -> int:
+        """The allowance of ``period`` under these terms."""
+        changed = self.next_credits is not None and self.next_from is not None
+        if changed and period >= (self.next_from or 0):
+            return self.next_credits or 0
+        return self.monthly_credits
+
+    def active_in(self, period: int) -> bool:
+        """True if ``period`` gets an allowance."""
+        return self.ends_after is None or period <= self.ends_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +129,7 @@ class AccountState:
     holds: tuple[HoldRecord, ...]
     keyed_entry: EntryRecord | None = None
     keyed_hold: HoldRecord | None = None
+    subscription: SubscriptionRecord | None = None
 
 
 @dataclass(slots=True)
@@ -105,10 +141,12 @@ class Changes:
     new_holds: list[HoldRecord] = field(default_factory=list)
     updated_holds: list[HoldRecord] = field(default_factory=list)
     new_entries: list[EntryRecord] = field(default_factory=list)
+    subscription: SubscriptionRecord | None = None
 
     def __bool__(self) -> bool:
         return bool(
-            self.new_grants
+            self.subscription is not None
+            or self.new_grants
             or self.grant_remaining
             or self.new_holds
             or self.updated_holds

@@ -8,6 +8,7 @@ runs after the function locks the account row (see ``postgres``). Either
 way a write unit costs one round trip to lock and read, and the statements
 that write its rows back (one on PostgreSQL).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
