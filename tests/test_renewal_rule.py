@@ -13,11 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from prpm_playground._book import Book
-from prpm_playground.periods import period_start
+from prpm_playground.periods import month_number, period_start
 from prpm_playground.storage.base import AccountState, GrantRecord, SubscriptionRecord
 
 ANCHOR = datetime(2027, 1, 31, 9, tzinfo=UTC)
 P = [period_start(ANCHOR, n) for n in range(8)]
+B = month_number(ANCHOR)  # the absolute number of period 0
 
 
 def grant(
@@ -51,15 +52,15 @@ def live(book: Book) -> dict[str, int]:
     return {k: v for k, v in book.breakdown().items() if v}
 
 
-SUB = SubscriptionRecord(anchor=ANCHOR, monthly_credits=100, last_period=0)
+SUB = SubscriptionRecord(anchor=ANCHOR, monthly_credits=100, last_period=B)
 
 
 def test_renewal_with_rollover_and_expiry() -> None:
     # Allowance 100 with 60 used, an old rollover of 15, 20 purchased.
     start = state(
         [
-            grant("m0", "monthly", 100, 40, P[1], period=0),
-            grant("r0", "rollover", 15, 15, P[1], period=0),
+            grant("m0", "monthly", 100, 40, P[1], period=B),
+            grant("r0", "rollover", 15, 15, P[1], period=B),
             grant("p", "purchased", 20, 20, None),
         ],
         SUB,
@@ -68,7 +69,7 @@ def test_renewal_with_rollover_and_expiry() -> None:
     book.settle(rollover_cap=200)
     assert live(book) == {"monthly": 100, "rollover": 40, "purchased": 20}
     assert book.available() == 160
-    rollover = next(g for g in book.grants.values() if g.kind == "rollover" and g.period == 1)
+    rollover = next(g for g in book.grants.values() if g.kind == "rollover" and g.period == B + 1)
     assert (rollover.effective_at, rollover.expires_at) == (P[1], P[2])
     entries = [(e.type, e.amount, e.created_at) for e in book.changes.new_entries]
     assert sorted(entries) == sorted(
@@ -80,7 +81,7 @@ def test_renewal_with_rollover_and_expiry() -> None:
         ]
     )
     assert book.subscription is not None
-    assert book.subscription.last_period == 1
+    assert book.subscription.last_period == B + 1
     # Settling again changes nothing.
     again = Book(after(book), P[1] + timedelta(days=2))
     again.settle(rollover_cap=200)
@@ -88,7 +89,7 @@ def test_renewal_with_rollover_and_expiry() -> None:
 
 
 def test_rollover_is_capped() -> None:
-    book = Book(state([grant("m0", "monthly", 250, 250, P[1], period=0)], SUB), P[1])
+    book = Book(state([grant("m0", "monthly", 250, 250, P[1], period=B)], SUB), P[1])
     book.settle(rollover_cap=200)
     assert live(book) == {"monthly": 100, "rollover": 200}
     # The total fell by exactly what did not roll over.
@@ -96,11 +97,11 @@ def test_rollover_is_capped() -> None:
 
 
 def test_unsubscribed_account_gets_nothing_new() -> None:
-    sub = replace(SUB, ends_after=0)
+    sub = replace(SUB, ends_after=B)
     start = state(
         [
-            grant("m0", "monthly", 100, 30, P[1], period=0),
-            grant("r0", "rollover", 10, 10, P[1], period=0),
+            grant("m0", "monthly", 100, 30, P[1], period=B),
+            grant("r0", "rollover", 10, 10, P[1], period=B),
             grant("p", "purchased", 50, 50, None),
         ],
         sub,
@@ -124,23 +125,23 @@ def test_held_allowance_is_not_unused() -> None:
         created_at=P[1] - timedelta(minutes=1),
         expires_at=P[1] + timedelta(minutes=14),
     )
-    start = replace(state([grant("m0", "monthly", 100, 50, P[1], period=0)], SUB), holds=(hold,))
+    start = replace(state([grant("m0", "monthly", 100, 50, P[1], period=B)], SUB), holds=(hold,))
     book = Book(start, P[1] + timedelta(minutes=1))
     book.settle(rollover_cap=200)
     assert live(book) == {"monthly": 130, "rollover": 50}  # 30 held under "monthly"
 
 
 def test_terms_change_from_next_period() -> None:
-    sub = replace(SUB, next_credits=300, next_from=2)
-    book = Book(state([grant("m0", "monthly", 100, 0 + 1, P[1], period=0)], sub), P[2])
+    sub = replace(SUB, next_credits=300, next_from=B + 2)
+    book = Book(state([grant("m0", "monthly", 100, 0 + 1, P[1], period=B)], sub), P[2])
     book.settle(rollover_cap=200)
     allowances = sorted((g.period, g.amount) for g in book.grants.values() if g.kind == "monthly")
-    assert allowances == [(0, 100), (1, 100), (2, 300)]
+    assert allowances == [(B, 100), (B + 1, 100), (B + 2, 300)]
 
 
 def test_catch_up_equals_every_boundary() -> None:
     start = state(
-        [grant("m0", "monthly", 100, 70, P[1], period=0), grant("p", "purchased", 5, 5, None)],
+        [grant("m0", "monthly", 100, 70, P[1], period=B), grant("p", "purchased", 5, 5, None)],
         SUB,
     )
     late = Book(start, P[3] + timedelta(hours=1))
@@ -167,7 +168,7 @@ def test_schedule_independence(
     """Settling at random extra moments never changes what spends see or the end state."""
 
     def run(extra: list[int]) -> tuple[list[bool], dict[str, int], int]:
-        current = state([grant("m0", "monthly", 100, 100, P[1], period=0)], SUB)
+        current = state([grant("m0", "monthly", 100, 100, P[1], period=B)], SUB)
         outcomes = []
         moments = sorted([(h, "spend", a) for h, a in spends] + [(h, "job", 0) for h in extra])
         for hours, what, amount in moments:

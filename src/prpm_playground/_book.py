@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 
 from ._ids import new_id
 from .config import DEFAULT_PRIORITIES, GRANT_KINDS, GrantKind
-from .errors import InsufficientCredits
+from .errors import InsufficientCredits, InvalidRequest
 from .models import Draw, EntryType
-from .periods import period_bounds, period_index, period_start
+from .periods import month_number, period_bounds, period_index, period_start
 from .storage.base import (
     AccountState,
     Changes,
@@ -97,6 +97,73 @@ class Book:
                     result[draw.kind] += draw.amount
         return result
 
+    def current_period(self, sub: SubscriptionRecord) -> int:
+        """The absolute number of the period of ``sub`` containing now."""
+        return month_number(sub.anchor) + period_index(sub.anchor, self.now)
+
+    def allowance(self) -> tuple[GrantRecord | None, datetime] | None:
+        """The current period's allowance grant (None if it granted nothing) and its end.
+
+        None when there is no running subscription.
+        """
+        sub = self.subscription
+        if sub is None:
+            return None
+        period = self.current_period(sub)
+        if not sub.active_in(period):
+            return None
+        grant = next(
+            (g for g in self.grants.values() if g.kind == "monthly" and g.period == period),
+            None,
+        )
+        end = period_start(sub.anchor, period - month_number(sub.anchor) + 1)
+        return grant, end
+
+    def start_subscription(
+        self, anchor: datetime, credits: int, *, priority: int, after: int | None
+    ) -> None:
+        """Subscribe from ``anchor``; grant the current period's allowance now.
+
+        ``after`` is the last period of a previous subscription: the new one
+        must begin later, so no period is ever numbered twice.
+        """
+        first = month_number(anchor)
+        period = first + period_index(anchor, self.now)
+        if after is not None and period <= after:
+            raise InvalidRequest(
+                "the new subscription's current period overlaps the previous one; anchor it later"
+            )
+        sub = SubscriptionRecord(anchor=anchor, monthly_credits=credits, last_period=period)
+        self.subscription = self.changes.subscription = sub
+        end = period_start(anchor, period - first + 1)
+        self.add_grant(
+            "monthly",
+            credits,
+            priority=priority,
+            expires_at=end,
+            description="Monthly allowance",
+            period=period,
+        )
+
+    def change_subscription(self, credits: int) -> None:
+        """Resume a cancelled subscription and/or change its allowance from next period."""
+        sub = self.subscription
+        assert sub is not None
+        following = self.current_period(sub) + 1
+        updated = replace(sub, ends_after=None)
+        if credits != updated.credits_for(following):
+            updated = replace(updated, next_credits=credits, next_from=following)
+        if updated != sub:
+            self.subscription = self.changes.subscription = updated
+
+    def end_subscription(self) -> None:
+        """No allowance after the current period."""
+        sub = self.subscription
+        if sub is None or sub.ends_after is not None:
+            return
+        updated = replace(sub, ends_after=self.current_period(sub))
+        self.subscription = self.changes.subscription = updated
+
     def earliest_expiry(self, kind: GrantKind) -> datetime | None:
         """The soonest expiry among live grants of ``kind`` with credits left."""
         times = [
@@ -108,7 +175,9 @@ class Book:
 
     # -- settling what time made due --------------------------------------
 
-    def settle(self, rollover_cap: int = 0, priorities: Mapping[str, int] | None = None) -> None:
+    def settle(
+        self, rollover_cap: int = 0, priorities: Mapping[GrantKind, int] | None = None
+    ) -> None:
         """Record, in time order, everything time has made due up to ``now``.
 
         Lapsed holds return their credits; at each ended period boundary of a
@@ -134,9 +203,9 @@ class Book:
             expiry_of(grant)
         sub = self.subscription
         if sub is not None:
-            due = min(period_index(sub.anchor, self.now), _last_allowance(sub) + 1)
+            due = min(self.current_period(sub), _last_allowance(sub) + 1)
             for period in range(sub.last_period + 1, due + 1):
-                start = period_start(sub.anchor, period)
+                start = period_start(sub.anchor, period - month_number(sub.anchor))
                 heapq.heappush(events, (start, 1, next(counter), str(period)))
         while events:
             at, what, _, ident = heapq.heappop(events)
@@ -151,12 +220,12 @@ class Book:
                 self._expire_grant(self.grants[ident], at)
 
     def _renew(
-        self, period: int, rollover_cap: int, priorities: Mapping[str, int]
+        self, period: int, rollover_cap: int, priorities: Mapping[GrantKind, int]
     ) -> list[GrantRecord]:
         """Period ``period`` begins: roll the last allowance over, grant the next."""
         sub = self.subscription
         assert sub is not None
-        start, end = period_bounds(sub.anchor, period)
+        start, end = period_bounds(sub.anchor, period - month_number(sub.anchor))
         created: list[GrantRecord] = []
         if sub.active_in(period):
             previous = next(

@@ -28,7 +28,7 @@ from .errors import (
     LedgerInvariantError,
     NotFound,
 )
-from .models import Balance, Entry, EntryType, Grant, HistoryPage, Hold
+from .models import Balance, Entry, EntryType, Grant, HistoryPage, Hold, MonthlyAllowance
 from .storage.base import (
     AccountState,
     EntryRecord,
@@ -329,6 +329,82 @@ class CreditLedger:
 
         return await self._on_hold(hold_id, op)
 
+    # -- subscriptions ------------------------------------------------------------
+
+    async def subscribe(
+        self,
+        user_id: str,
+        *,
+        monthly_credits: int | None = None,
+        anchor: datetime | None = None,
+    ) -> Balance:
+        """Start (or change, or resume) a monthly allowance.
+
+        A new subscription is anchored at ``anchor`` (default now); its
+        periods are ``anchor + N months``, clamped to the month's end. The
+        current period's allowance is granted at once and expires when the
+        period ends; later ones come from the period rule (on any ledger
+        call, and from the reset job), once per period each.
+
+        On a running subscription: the same terms change nothing; another
+        ``monthly_credits`` applies from the next period; a subscription
+        cancelled during the current period resumes.
+
+        Args:
+            user_id: The account.
+            monthly_credits: Allowance per period; default ``policy.monthly_credits``.
+            anchor: Start of the first period, not in the future; only for a
+                new subscription.
+
+        Raises:
+            InvalidRequest: Bad arguments, an anchor in the future, or an
+                anchor for a subscription that is already running.
+        """
+        check_text_id(user_id, "user_id")
+        credits = self.policy.monthly_credits if monthly_credits is None else monthly_credits
+        check_amount(credits, "monthly_credits")
+        start = None if anchor is None else as_utc(anchor, name="anchor")
+
+        async def op(book: Book, state: AccountState, unit: LedgerUnit) -> Balance:
+            sub = book.subscription
+            running = sub is not None and (
+                sub.ends_after is None or book.current_period(sub) <= sub.ends_after
+            )
+            if sub is not None and running:
+                if start is not None and start != sub.anchor:
+                    raise InvalidRequest("the subscription is running; its anchor cannot change")
+                book.change_subscription(credits)
+                return self._balance(book)
+            first = start or book.now
+            if first > book.now:
+                raise InvalidRequest("anchor must not be in the future")
+            book.start_subscription(
+                first,
+                credits,
+                priority=self.policy.priority_of("monthly"),
+                after=None if sub is None else sub.last_period,
+            )
+            return self._balance(book)
+
+        return await self._write(user_id, op)
+
+    async def unsubscribe(self, user_id: str) -> Balance:
+        """Stop the monthly allowance.
+
+        The current period's allowance stays until the period ends (it was
+        granted for the period, as a paid-for month is), then no new
+        allowance comes and nothing rolls over. Rollover and purchased credits
+        stay until their own expiry (purchased never expire). Unsubscribing
+        twice, or without a subscription, changes nothing.
+        """
+        check_text_id(user_id, "user_id")
+
+        async def op(book: Book, state: AccountState, unit: LedgerUnit) -> Balance:
+            book.end_subscription()
+            return self._balance(book)
+
+        return await self._write(user_id, op)
+
     # -- reading the journal ------------------------------------------------------
 
     async def history(
@@ -484,12 +560,11 @@ class CreditLedger:
                 description="Trial credits",
             )
 
-    @staticmethod
-    async def _settle(book: Book, unit: LedgerUnit) -> None:
+    async def _settle(self, book: Book, unit: LedgerUnit) -> None:
         missing = book.missing_grants()
         if missing:
             book.load(await unit.get_grants(sorted(missing)))
-        book.settle()
+        book.settle(self.policy.rollover_cap, self.policy.priorities)
 
     @staticmethod
     def _replayed_entry(state: AccountState, key: str, digest: str) -> EntryRecord | None:
@@ -505,12 +580,24 @@ class CreditLedger:
     @staticmethod
     def _balance(book: Book) -> Balance:
         available, held = book.available(), book.held()
+        monthly = None
+        current = book.allowance()
+        if current is not None:
+            grant, resets_at = current
+            allocated = grant.amount if grant else 0
+            remaining = grant.remaining if grant else 0
+            monthly = MonthlyAllowance(
+                allocated=allocated,
+                used=allocated - remaining,
+                remaining=remaining,
+                resets_at=resets_at,
+            )
         return Balance(
             available=available,
             held=held,
             total=available + held,
             breakdown=book.breakdown(),
-            monthly=None,
+            monthly=monthly,
             rollover_expires_at=book.earliest_expiry("rollover"),
             as_of=book.now,
         )

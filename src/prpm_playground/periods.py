@@ -13,7 +13,7 @@ from datetime import datetime
 from ._clock import as_utc
 from .errors import InvalidRequest
 
-__all__ = ["add_months", "period_bounds", "period_index", "period_start"]
+__all__ = ["add_months", "month_number", "period_bounds", "period_index", "period_start"]
 
 
 def add_months(anchor: datetime, months: int) -> datetime:
@@ -58,3 +58,14 @@ def period_index(anchor: datetime, at: datetime) -> int:
     if add_months(anchor, n) > at:
         n -= 1
     return n
+
+
+def month_number(instant: datetime) -> int:
+    """The calendar month of ``instant`` (UTC) as one number: ``year * 12 + month - 1``.
+
+    Period ``n`` of an anchor always starts in month ``month_number(anchor) + n``,
+    so this names periods absolutely: two subscriptions of one account, one
+    after the other, never number a period alike.
+    """
+    instant = as_utc(instant, name="instant")
+    return instant.year * 12 + instant.month - 1

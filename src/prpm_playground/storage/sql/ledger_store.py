@@ -34,8 +34,24 @@ from sqlalchemy.sql import literal, literal_column
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.types import TypeEngine
 
-from ..base import AccountState, Changes, EntryRecord, GrantRecord, HoldRecord
-from .records import entry_row, grant_row, hold_row, key_rows, load_draws, to_grant, to_hold
+from ..base import (
+    AccountState,
+    Changes,
+    EntryRecord,
+    GrantRecord,
+    HoldRecord,
+    SubscriptionRecord,
+)
+from .records import (
+    entry_row,
+    grant_row,
+    hold_row,
+    key_rows,
+    load_draws,
+    subscription_row,
+    to_grant,
+    to_hold,
+)
 from .tables import Tables, UTCDateTime
 
 
@@ -76,7 +92,23 @@ class LedgerStatements:
                 _null(String()).label("hold_id"),
                 _null(String()).label("idempotency_key"),
                 _null(BigInteger()).label("seq"),
-            ).where(g.c.account_id == account, g.c.remaining > 0)
+                g.c.period.label("p1"),
+                _null(Integer()).label("p2"),
+            ).where(
+                g.c.account_id == account,
+                # Also the latest allowance when it is used up: Balance.monthly
+                # reports it whatever is left.
+                (g.c.remaining > 0)
+                | (
+                    (g.c.kind == "monthly")
+                    & (
+                        g.c.period
+                        == select(acc.c.sub_last_period)
+                        .where(acc.c.id == account)
+                        .scalar_subquery()
+                    )
+                ),
+            )
 
             def hold_columns(src: str, key_columns: list[Any]) -> list[Any]:
                 return [
@@ -93,6 +125,8 @@ class LedgerStatements:
                     h.c.draws,
                     *key_columns,
                     _null(BigInteger()),
+                    _null(Integer()),
+                    _null(Integer()),
                 ]
 
             no_key = [_null(String()), _null(String()), _null(String()), _null(String())]
@@ -130,34 +164,40 @@ class LedgerStatements:
                     e.c.hold_id,
                     k.c.key,
                     e.c.seq,
+                    _null(Integer()),
+                    _null(Integer()),
                 )
                 .join_from(k, e, e.c.id == k.c.entry_id)
                 .where(k.c.account_id == account, k.c.key == key)
             )
             return [grants, active, keyed_hold, keyed_entry]
 
-        def head(account: ColumnElement[Any]) -> list[Any]:
-            """The row that reports the account id (in ``seq``)."""
-            return [
+        def head(account: ColumnElement[Any]) -> Select[Any]:
+            """The account's own row: its id (in ``seq``) and subscription."""
+            return select(
                 literal("a"),
-                *(_null(String()) for _ in range(2)),
-                *(_null(BigInteger()) for _ in range(2)),
-                _null(Integer()),
-                *(_null(UTCDateTime()) for _ in range(3)),
-                *(_null(Text()) for _ in range(2)),
+                _null(String()),
+                _null(String()),
+                acc.c.sub_credits,
+                acc.c.sub_next_credits,
+                acc.c.sub_last_period,
+                acc.c.sub_anchor,
+                _null(UTCDateTime()),
+                _null(UTCDateTime()),
+                _null(Text()),
+                _null(Text()),
                 *(_null(String()) for _ in range(4)),
-                account,
-            ]
+                acc.c.id,
+                acc.c.sub_ends_after,
+                acc.c.sub_next_from,
+            ).where(acc.c.id == account)
 
         key_param: BindParameter[str] = bindparam("key")
         # SQLite: BEGIN IMMEDIATE already holds the write lock, so one plain
         # statement finds the account and reads its state.
-        found = select(acc.c.id).where(acc.c.user_id == user).cte("acct")
-        account_id = select(found.c.id).scalar_subquery()
+        account_id = select(acc.c.id).where(acc.c.user_id == user).scalar_subquery()
         self.open = {
-            keyed: union_all(
-                *parts(account_id, key_param if keyed else None), select(*head(found.c.id))
-            )
+            keyed: union_all(*parts(account_id, key_param if keyed else None), head(account_id))
             for keyed in (False, True)
         }
         # PostgreSQL: the same query inside a function that first locks the
@@ -165,9 +205,7 @@ class LedgerStatements:
         # snapshot, so the state is read as of after the lock was granted:
         # one round trip, never a stale read.
         v_account = literal_column("v_account", BigInteger())
-        body = union_all(
-            select(*head(v_account)), *parts(v_account, literal_column("p_key", String()))
-        )
+        body = union_all(head(v_account), *parts(v_account, literal_column("p_key", String())))
         self.function_name = f"{t.prefix}open_account_v1"
         self.function_ddl = _function_ddl(
             self.function_name,
@@ -191,6 +229,7 @@ class LedgerStatements:
         self.hold_by_id = select(h).where(h.c.id == bindparam("id"))
         self.insert_keys = k.insert()
 
+        self.set_subscription = update(acc).where(acc.c.id == bindparam("b_account"))
         self.insert_grants = g.insert()
         self.insert_holds = h.insert()
         self.insert_entries = e.insert()
@@ -215,6 +254,7 @@ class _Read:
     keyed_entry: EntryRecord | None = None
     keyed_hold: HoldRecord | None = None
     account_id: int | None = None
+    subscription: SubscriptionRecord | None = None
 
 
 def _parse(rows: Iterable[Any], key: str | None) -> _Read:
@@ -234,6 +274,7 @@ def _parse(rows: Iterable[Any], key: str | None) -> _Read:
                     expires_at=r[7],
                     created_at=r[8],
                     description=r[9],
+                    period=r[16],
                 )
             )
         elif src in ("h", "k"):
@@ -270,6 +311,15 @@ def _parse(rows: Iterable[Any], key: str | None) -> _Read:
             )
         else:
             read.account_id = r[15]
+            if r[6] is not None:
+                read.subscription = SubscriptionRecord(
+                    anchor=r[6],
+                    monthly_credits=r[3],
+                    last_period=r[5],
+                    ends_after=r[16],
+                    next_credits=r[4],
+                    next_from=r[17],
+                )
     return read
 
 
@@ -350,6 +400,11 @@ class SQLiteExecutor:
         keys = key_rows(changes, a)
         if keys:
             await conn.execute(sql.insert_keys, keys)
+        if changes.subscription is not None:
+            await conn.execute(
+                sql.set_subscription,
+                {"b_account": a, **subscription_row(changes.subscription)},
+            )
 
 
 async def open_unit(
@@ -380,6 +435,7 @@ async def open_unit(
         holds=tuple(read.holds),
         keyed_entry=read.keyed_entry,
         keyed_hold=read.keyed_hold,
+        subscription=read.subscription,
     )
     return SQLLedgerUnit(executor, read.account_id, state, write=write)
 
@@ -401,6 +457,8 @@ _RESULT = (
     ("hold_id", "varchar"),
     ("idempotency_key", "varchar"),
     ("seq", "bigint"),
+    ("p1", "integer"),
+    ("p2", "integer"),
 )
 
 

@@ -46,21 +46,27 @@ def build_write_all(t: Tables) -> TextClause:
     """The one statement that writes a whole ``Changes``."""
     # Only table names are interpolated, and they come from a prefix that
     # SQLAlchemyStorage validated against ^[a-z][a-z0-9_]*$.
-    g, h, e, k = t.grants.name, t.holds.name, t.entries.name, t.keys.name
+    a, g, h, e, k = t.accounts.name, t.grants.name, t.holds.name, t.entries.name, t.keys.name
     return text(
         f"""
-WITH new_grants AS (
+WITH subscription AS (
+    UPDATE {a} SET sub_anchor = :s_anchor, sub_credits = :s_credits,
+        sub_last_period = :s_last_period, sub_ends_after = :s_ends_after,
+        sub_next_credits = :s_next_credits, sub_next_from = :s_next_from
+    WHERE id = :account_id AND CAST(:s_set AS boolean)
+    RETURNING 1
+), new_grants AS (
     INSERT INTO {g} (id, account_id, kind, amount, remaining, priority,
-                     effective_at, expires_at, created_at, description)
+                     effective_at, expires_at, created_at, description, period)
     SELECT x.id, :account_id, x.kind, x.amount, x.remaining, x.priority,
-           x.effective_at, x.expires_at, x.created_at, x.description
+           x.effective_at, x.expires_at, x.created_at, x.description, x.period
     FROM unnest(CAST(:g_id AS varchar[]), CAST(:g_kind AS varchar[]),
                 CAST(:g_amount AS bigint[]), CAST(:g_remaining AS bigint[]),
                 CAST(:g_priority AS integer[]), CAST(:g_effective_at AS timestamptz[]),
                 CAST(:g_expires_at AS timestamptz[]), CAST(:g_created_at AS timestamptz[]),
-                CAST(:g_description AS text[]))
+                CAST(:g_description AS text[]), CAST(:g_period AS integer[]))
          AS x(id, kind, amount, remaining, priority, effective_at, expires_at,
-              created_at, description)
+              created_at, description, period)
     RETURNING 1
 ), remaining AS (
     UPDATE {g} AS target SET remaining = x.remaining
@@ -110,7 +116,7 @@ WITH new_grants AS (
          AS x(key, request_hash, entry_id, hold_id, created_at)
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM new_grants)
+SELECT (SELECT count(*) FROM subscription) + (SELECT count(*) FROM new_grants)
      + (SELECT count(*) FROM remaining) + (SELECT count(*) FROM new_holds)
      + (SELECT count(*) FROM settled)
      + (SELECT count(*) FROM new_entries) + (SELECT count(*) FROM new_keys)
@@ -121,6 +127,7 @@ SELECT (SELECT count(*) FROM new_grants)
 def write_all_params(changes: Changes, account_id: int) -> dict[str, Any]:
     """Column arrays for ``build_write_all``; the count of rows it must touch."""
     keys = key_rows(changes, account_id)
+    sub = changes.subscription
     grants, holds, settled, entries = (
         changes.new_grants,
         changes.new_holds,
@@ -138,6 +145,14 @@ def write_all_params(changes: Changes, account_id: int) -> dict[str, Any]:
         "g_expires_at": [x.expires_at for x in grants],
         "g_created_at": [x.created_at for x in grants],
         "g_description": [x.description for x in grants],
+        "g_period": [x.period for x in grants],
+        "s_set": sub is not None,
+        "s_anchor": sub and sub.anchor,
+        "s_credits": sub and sub.monthly_credits,
+        "s_last_period": sub and sub.last_period,
+        "s_ends_after": sub and sub.ends_after,
+        "s_next_credits": sub and sub.next_credits,
+        "s_next_from": sub and sub.next_from,
         "r_id": list(changes.grant_remaining),
         "r_remaining": list(changes.grant_remaining.values()),
         "h_id": [x.id for x in holds],
@@ -172,7 +187,8 @@ def write_all_params(changes: Changes, account_id: int) -> dict[str, Any]:
 def expected_rows(changes: Changes) -> int:
     """How many rows ``build_write_all`` must insert or update for ``changes``."""
     return (
-        len(changes.new_grants)
+        (changes.subscription is not None)
+        + len(changes.new_grants)
         + len(changes.grant_remaining)
         + len(changes.new_holds)
         + len(changes.updated_holds)

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from ...models import Draw
-from ..base import Changes, EntryRecord, GrantRecord, HoldRecord
+from ..base import Changes, EntryRecord, GrantRecord, HoldRecord, SubscriptionRecord
 
 
 def dump_draws(draws: tuple[Draw, ...]) -> str:
@@ -34,6 +34,7 @@ def grant_row(g: GrantRecord, account_id: int) -> dict[str, Any]:
         "expires_at": g.expires_at,
         "created_at": g.created_at,
         "description": g.description,
+        "period": g.period,
     }
 
 
@@ -106,7 +107,20 @@ def to_grant(row: Any) -> GrantRecord:
         expires_at=row.expires_at,
         created_at=row.created_at,
         description=row.description,
+        period=row.period,
     )
+
+
+def subscription_row(sub: SubscriptionRecord) -> dict[str, Any]:
+    """The account columns that hold a subscription."""
+    return {
+        "sub_anchor": sub.anchor,
+        "sub_credits": sub.monthly_credits,
+        "sub_last_period": sub.last_period,
+        "sub_ends_after": sub.ends_after,
+        "sub_next_credits": sub.next_credits,
+        "sub_next_from": sub.next_from,
+    }
 
 
 def to_hold(row: Any) -> HoldRecord:

@@ -93,6 +93,14 @@ def build_tables(prefix: str) -> Tables:
         Column("id", Id, primary_key=True, autoincrement=True),
         Column("user_id", String(255), nullable=False),
         Column("created_at", UTCDateTime(), nullable=False),
+        # Subscription terms and progress (see SubscriptionRecord); NULL anchor
+        # means the account never subscribed.
+        Column("sub_anchor", UTCDateTime(), nullable=True),
+        Column("sub_credits", BigInteger(), nullable=True),
+        Column("sub_last_period", Integer(), nullable=True),
+        Column("sub_ends_after", Integer(), nullable=True),
+        Column("sub_next_credits", BigInteger(), nullable=True),
+        Column("sub_next_from", Integer(), nullable=True),
         UniqueConstraint("user_id"),
     )
     grants = Table(
@@ -108,8 +116,19 @@ def build_tables(prefix: str) -> Tables:
         Column("expires_at", UTCDateTime(), nullable=True),
         Column("created_at", UTCDateTime(), nullable=False),
         Column("description", Text(), nullable=True),
+        Column("period", Integer(), nullable=True),
         CheckConstraint("amount > 0", name="amount"),
         CheckConstraint("remaining >= 0 AND remaining <= amount", name="remaining"),
+    )
+    # One allowance and one rollover per (account, period), enforced here.
+    Index(
+        f"{p}grants_period_uq",
+        grants.c.account_id,
+        grants.c.kind,
+        grants.c.period,
+        unique=True,
+        postgresql_where=grants.c.period.isnot(None),
+        sqlite_where=grants.c.period.isnot(None),
     )
     # Deliberately not partial on ``remaining > 0``: an index over the column
     # every spend changes would rule out PostgreSQL's in-place (HOT) updates.
