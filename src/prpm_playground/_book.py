@@ -233,31 +233,23 @@ class Book:
                 None,
             )
             carried = min(previous.remaining if previous else 0, rollover_cap)
-            if carried:
-                created.append(
-                    self.add_grant(
-                        "rollover",
-                        carried,
-                        priority=priorities.get("rollover", DEFAULT_PRIORITIES["rollover"]),
-                        expires_at=end,
-                        description="Unused allowance carried over",
-                        at=start,
-                        period=period,
+            kind: GrantKind
+            for kind, amount, description in (
+                ("rollover", carried, "Unused allowance carried over"),
+                ("monthly", sub.credits_for(period), "Monthly allowance"),
+            ):
+                if amount:
+                    created.append(
+                        self.add_grant(
+                            kind,
+                            amount,
+                            priority=priorities.get(kind, DEFAULT_PRIORITIES[kind]),
+                            expires_at=end,
+                            description=description,
+                            at=start,
+                            period=period,
+                        )
                     )
-                )
-            credits = sub.credits_for(period)
-            if credits:
-                created.append(
-                    self.add_grant(
-                        "monthly",
-                        credits,
-                        priority=priorities.get("monthly", DEFAULT_PRIORITIES["monthly"]),
-                        expires_at=end,
-                        description="Monthly allowance",
-                        at=start,
-                        period=period,
-                    )
-                )
         self.subscription = replace(sub, last_period=period)
         self.changes.subscription = self.subscription
         return created
