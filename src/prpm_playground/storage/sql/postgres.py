@@ -10,7 +10,8 @@ Locking and reading is one call of the ``open_account`` function (see
 ``ledger_store``). Writing is one statement of a fixed shape: each kind of
 change is a data-modifying CTE over ``unnest()`` of parameter arrays, and an
 empty array is a no-op. One prepared statement therefore serves every unit
-of work, however many rows of each kind it writes, in one round trip.
+of work, however many rows of each kind it writes, in one round trip; a
+second, with only the parts a spend needs, serves the commonest case.
 
 The statement has a fixed shape: each kind of change is a data-modifying CTE
 over ``unnest()`` of parameter arrays, and an empty array is a no-op. One
@@ -42,20 +43,20 @@ from .records import dump_draws, key_rows
 from .tables import Tables, UTCDateTime
 
 
-def build_write_all(t: Tables) -> TextClause:
-    """The one statement that writes a whole ``Changes``."""
-    # Only table names are interpolated, and they come from a prefix that
-    # SQLAlchemyStorage validated against ^[a-z][a-z0-9_]*$.
+# Each kind of change is one data-modifying CTE. Only table names are
+# interpolated, and they come from a prefix that SQLAlchemyStorage validated
+# against ^[a-z][a-z0-9_]*$.
+def _ctes(t: Tables) -> dict[str, str]:
     a, g, h, e, k = t.accounts.name, t.grants.name, t.holds.name, t.entries.name, t.keys.name
-    return text(
-        f"""
-WITH subscription AS (
+    return {
+        "subscription": f"""
     UPDATE {a} SET sub_anchor = :s_anchor, sub_credits = :s_credits,
         sub_last_period = :s_last_period, sub_ends_after = :s_ends_after,
         sub_next_credits = :s_next_credits, sub_next_from = :s_next_from
     WHERE id = :account_id AND CAST(:s_set AS boolean)
     RETURNING 1
-), new_grants AS (
+""",
+        "new_grants": f"""
     INSERT INTO {g} (id, account_id, kind, amount, remaining, priority,
                      effective_at, expires_at, created_at, description, period)
     SELECT x.id, :account_id, x.kind, x.amount, x.remaining, x.priority,
@@ -68,12 +69,14 @@ WITH subscription AS (
          AS x(id, kind, amount, remaining, priority, effective_at, expires_at,
               created_at, description, period)
     RETURNING 1
-), remaining AS (
+""",
+        "remaining": f"""
     UPDATE {g} AS target SET remaining = x.remaining
     FROM unnest(CAST(:r_id AS varchar[]), CAST(:r_remaining AS bigint[])) AS x(id, remaining)
     WHERE target.id = x.id AND cardinality(CAST(:r_id AS varchar[])) > 0
     RETURNING 1
-), new_holds AS (
+""",
+        "new_holds": f"""
     INSERT INTO {h} (id, account_id, amount, captured, status, draws, created_at,
                      expires_at, settled_at)
     SELECT x.id, :account_id, x.amount, x.captured, x.status, x.draws, x.created_at,
@@ -84,7 +87,8 @@ WITH subscription AS (
                 CAST(:h_expires_at AS timestamptz[]), CAST(:h_settled_at AS timestamptz[]))
          AS x(id, amount, captured, status, draws, created_at, expires_at, settled_at)
     RETURNING 1
-), settled AS (
+""",
+        "settled": f"""
     UPDATE {h} AS target
     SET status = x.status, captured = x.captured, settled_at = x.settled_at
     FROM unnest(CAST(:s_id AS varchar[]), CAST(:s_status AS varchar[]),
@@ -92,7 +96,8 @@ WITH subscription AS (
          AS x(id, status, captured, settled_at)
     WHERE target.id = x.id AND cardinality(CAST(:s_id AS varchar[])) > 0
     RETURNING 1
-), new_entries AS (
+""",
+        "new_entries": f"""
     INSERT INTO {e} (id, account_id, type, amount, balance_after, created_at, description,
                      grant_id, hold_id, draws)
     SELECT x.id, :account_id, x.type, x.amount, x.balance_after, x.created_at,
@@ -107,7 +112,8 @@ WITH subscription AS (
               draws, n)
     ORDER BY x.n
     RETURNING 1
-), new_keys AS (
+""",
+        "new_keys": f"""
     INSERT INTO {k} (account_id, key, request_hash, entry_id, hold_id, created_at)
     SELECT :account_id, x.key, x.request_hash, x.entry_id, x.hold_id, x.created_at
     FROM unnest(CAST(:k_key AS varchar[]), CAST(:k_request_hash AS varchar[]),
@@ -115,13 +121,31 @@ WITH subscription AS (
                 CAST(:k_created_at AS timestamptz[]))
          AS x(key, request_hash, entry_id, hold_id, created_at)
     RETURNING 1
+""",
+    }
+
+
+ALL_CHANGES = (
+    "subscription",
+    "new_grants",
+    "remaining",
+    "new_holds",
+    "settled",
+    "new_entries",
+    "new_keys",
 )
-SELECT (SELECT count(*) FROM subscription) + (SELECT count(*) FROM new_grants)
-     + (SELECT count(*) FROM remaining) + (SELECT count(*) FROM new_holds)
-     + (SELECT count(*) FROM settled)
-     + (SELECT count(*) FROM new_entries) + (SELECT count(*) FROM new_keys)
-"""
-    )
+# A plain spend (or a capture that returns nothing to a dead grant) only
+# updates grants and appends entries and keys: a statement with just those
+# parts spares encoding and running the empty rest.
+SPEND_CHANGES = ("remaining", "new_entries", "new_keys")
+
+
+def build_write(t: Tables, parts: tuple[str, ...] = ALL_CHANGES) -> TextClause:
+    """One statement writing the given kinds of change, returning the rows touched."""
+    ctes = _ctes(t)
+    with_clause = ",\n".join(f"{name} AS (\n{ctes[name].strip(chr(10))}\n)" for name in parts)
+    total = "\n     + ".join(f"(SELECT count(*) FROM {name})" for name in parts)
+    return text(f"WITH {with_clause}\nSELECT {total}")
 
 
 def write_all_params(changes: Changes, account_id: int) -> dict[str, Any]:
@@ -230,7 +254,8 @@ class PostgresStatements:
             select(g).where(g.c.id == any_(bindparam("ids", type_=ARRAY(String()))))
         )
         self.hold_by_id = DriverStatement(select(h).where(h.c.id == bindparam("id")))
-        self.write_all = DriverStatement(build_write_all(t))
+        self.write_all = DriverStatement(build_write(t))
+        self.write_spend = DriverStatement(build_write(t, SPEND_CHANGES))
 
 
 class PostgresExecutor:
@@ -261,7 +286,10 @@ class PostgresExecutor:
         return None if row is None else SimpleNamespace(**dict(row))
 
     async def write(self, changes: Changes, account_id: int) -> None:
-        statement = self._sql.write_all
+        spend_shaped = not (
+            changes.subscription or changes.new_grants or changes.new_holds or changes.updated_holds
+        )
+        statement = self._sql.write_spend if spend_shaped else self._sql.write_all
         args = statement.args(write_all_params(changes, account_id))
         written = await self._driver.fetchval(statement.sql, *args)
         if written != expected_rows(changes):
