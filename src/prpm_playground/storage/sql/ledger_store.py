@@ -60,12 +60,11 @@ def _null(type_: TypeEngine[Any]) -> ColumnElement[Any]:
 
 
 class LedgerStatements:
-    """The ledger's SQL, built once per storage."""
+    """The ledger's SQL, built once per storage: SQLite's statements, and the
+    PostgreSQL function compiled from the same state query."""
 
-    def __init__(self, tables: Tables, *, postgres: bool) -> None:
+    def __init__(self, tables: Tables) -> None:
         t = tables
-        self.tables = t
-        self.postgres = postgres
         g, h, e, k, acc = t.grants, t.holds, t.entries, t.keys, t.accounts
         user: BindParameter[str] = bindparam("user_id")
 
@@ -217,9 +216,8 @@ class LedgerStatements:
                 )
             ),
         )
-        dialect_insert = postgresql.insert if postgres else sqlite.insert
         self.create_account = (
-            dialect_insert(acc)
+            sqlite.insert(acc)
             .values(user_id=user, created_at=bindparam("now", type_=UTCDateTime()))
             .on_conflict_do_nothing(index_elements=[acc.c.user_id])
             .returning(acc.c.id)

@@ -32,7 +32,17 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any, cast
 
-from sqlalchemy import ARRAY, ClauseElement, String, TextClause, any_, bindparam, select, text
+from sqlalchemy import (
+    ARRAY,
+    ClauseElement,
+    String,
+    Table,
+    TextClause,
+    any_,
+    bindparam,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -40,7 +50,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.util import greenlet_spawn
 
 from ..base import Changes
-from .records import dump_draws, key_rows
+from .records import entry_row, grant_row, hold_row, key_rows, subscription_row
 from .tables import Tables, UTCDateTime
 
 
@@ -51,10 +61,10 @@ def _ctes(t: Tables) -> dict[str, str]:
     a, g, h, e, k = t.accounts.name, t.grants.name, t.holds.name, t.entries.name, t.keys.name
     return {
         "subscription": f"""
-    UPDATE {a} SET sub_anchor = :s_anchor, sub_credits = :s_credits,
-        sub_last_period = :s_last_period, sub_ends_after = :s_ends_after,
-        sub_next_credits = :s_next_credits, sub_next_from = :s_next_from
-    WHERE id = :account_id AND CAST(:s_set AS boolean)
+    UPDATE {a} SET sub_anchor = :a_sub_anchor, sub_credits = :a_sub_credits,
+        sub_last_period = :a_sub_last_period, sub_ends_after = :a_sub_ends_after,
+        sub_next_credits = :a_sub_next_credits, sub_next_from = :a_sub_next_from
+    WHERE id = :account_id AND CAST(:a_set AS boolean)
     RETURNING 1
 """,
         "new_grants": f"""
@@ -149,63 +159,36 @@ def build_write(t: Tables, parts: tuple[str, ...] = ALL_CHANGES) -> TextClause:
     return text(f"WITH {with_clause}\nSELECT {total}")
 
 
-def write_all_params(changes: Changes, account_id: int) -> dict[str, Any]:
-    """Column arrays for ``build_write_all``; the count of rows it must touch."""
-    keys = key_rows(changes, account_id)
+def _columns(prefix: str, rows: list[dict[str, Any]], table: Table) -> dict[str, list[Any]]:
+    """Row dicts transposed into one array parameter per column, ``<prefix>_<column>``."""
+    names = rows[0].keys() if rows else table.columns.keys()
+    return {f"{prefix}_{name}": [row[name] for row in rows] for name in names}
+
+
+def write_all_params(t: Tables, changes: Changes, account_id: int) -> dict[str, Any]:
+    """Array parameters for ``build_write``, from the same row mappings SQLite inserts."""
+    a = account_id
     sub = changes.subscription
-    grants, holds, settled, entries = (
-        changes.new_grants,
-        changes.new_holds,
-        changes.updated_holds,
-        changes.new_entries,
+    settled = changes.updated_holds
+    subscription = (
+        subscription_row(sub)
+        if sub is not None
+        else dict.fromkeys(c.name for c in t.accounts.columns if c.name.startswith("sub_"))
     )
     return {
-        "account_id": account_id,
-        "g_id": [x.id for x in grants],
-        "g_kind": [x.kind for x in grants],
-        "g_amount": [x.amount for x in grants],
-        "g_remaining": [x.remaining for x in grants],
-        "g_priority": [x.priority for x in grants],
-        "g_effective_at": [x.effective_at for x in grants],
-        "g_expires_at": [x.expires_at for x in grants],
-        "g_created_at": [x.created_at for x in grants],
-        "g_description": [x.description for x in grants],
-        "g_period": [x.period for x in grants],
-        "s_set": sub is not None,
-        "s_anchor": sub and sub.anchor,
-        "s_credits": sub and sub.monthly_credits,
-        "s_last_period": sub and sub.last_period,
-        "s_ends_after": sub and sub.ends_after,
-        "s_next_credits": sub and sub.next_credits,
-        "s_next_from": sub and sub.next_from,
+        "account_id": a,
+        "a_set": sub is not None,
+        **{f"a_{name}": value for name, value in subscription.items()},
+        **_columns("g", [grant_row(x, a) for x in changes.new_grants], t.grants),
         "r_id": list(changes.grant_remaining),
         "r_remaining": list(changes.grant_remaining.values()),
-        "h_id": [x.id for x in holds],
-        "h_amount": [x.amount for x in holds],
-        "h_captured": [x.captured for x in holds],
-        "h_status": [x.status for x in holds],
-        "h_draws": [dump_draws(x.draws) for x in holds],
-        "h_created_at": [x.created_at for x in holds],
-        "h_expires_at": [x.expires_at for x in holds],
-        "h_settled_at": [x.settled_at for x in holds],
+        **_columns("h", [hold_row(x, a) for x in changes.new_holds], t.holds),
         "s_id": [x.id for x in settled],
         "s_status": [x.status for x in settled],
         "s_captured": [x.captured for x in settled],
         "s_settled_at": [x.settled_at for x in settled],
-        "e_id": [x.id for x in entries],
-        "e_type": [x.type for x in entries],
-        "e_amount": [x.amount for x in entries],
-        "e_balance_after": [x.balance_after for x in entries],
-        "e_created_at": [x.created_at for x in entries],
-        "e_description": [x.description for x in entries],
-        "e_grant_id": [x.grant_id for x in entries],
-        "e_hold_id": [x.hold_id for x in entries],
-        "e_draws": [dump_draws(x.draws) if x.draws else None for x in entries],
-        "k_key": [x["key"] for x in keys],
-        "k_request_hash": [x["request_hash"] for x in keys],
-        "k_entry_id": [x["entry_id"] for x in keys],
-        "k_hold_id": [x["hold_id"] for x in keys],
-        "k_created_at": [x["created_at"] for x in keys],
+        **_columns("e", [entry_row(x, a) for x in changes.new_entries], t.entries),
+        **_columns("k", key_rows(changes, a), t.keys),
     }
 
 
@@ -255,6 +238,7 @@ class PostgresStatements:
             select(g).where(g.c.id == any_(bindparam("ids", type_=ARRAY(String()))))
         )
         self.hold_by_id = DriverStatement(select(h).where(h.c.id == bindparam("id")))
+        self.tables = t
         self.write_all = DriverStatement(build_write(t))
         self.write_spend = DriverStatement(build_write(t, SPEND_CHANGES))
 
@@ -291,7 +275,7 @@ class PostgresExecutor:
             changes.subscription or changes.new_grants or changes.new_holds or changes.updated_holds
         )
         statement = self._sql.write_spend if spend_shaped else self._sql.write_all
-        args = statement.args(write_all_params(changes, account_id))
+        args = statement.args(write_all_params(self._sql.tables, changes, account_id))
         written = await self._driver.fetchval(statement.sql, *args)
         if written != expected_rows(changes):
             # An update that matched no row means our view of the account was

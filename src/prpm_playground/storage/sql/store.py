@@ -72,7 +72,7 @@ class SQLAlchemyStorage:
         self.tables: Tables = build_tables(table_prefix)
         self.table_prefix = table_prefix
         self._tx = Transactions(self.engine)
-        self._sql = LedgerStatements(self.tables, postgres=self._tx.is_postgres)
+        self._sql = LedgerStatements(self.tables)
         self._pg = (
             PostgresStatements(self.tables, self._sql.function_name)
             if self._tx.is_postgres
