@@ -92,6 +92,9 @@ async def test_release_returns_everything(bare: CreditLedger, user: str) -> None
     with pytest.raises(HoldNotActive) as caught:
         await bare.capture(hold.id, 1)
     assert caught.value.code == "hold_not_active"
+    (entry,) = (await bare.history(user, types=["release"])).entries
+    assert (entry.amount, entry.balance_after, entry.hold_id) == (0, 100, hold.id)
+    assert sum(d.amount for d in entry.draws) == 10
     await bare.verify(user)
 
 
@@ -129,6 +132,10 @@ async def test_lapsed_hold_returns_credits(
     with pytest.raises(HoldNotActive) as caught:
         await bare.capture(hold.id, 1)
     assert caught.value.status == "expired"
+    # The journal explains the credits coming back, at the instant the hold lapsed.
+    (entry,) = (await bare.history(user, types=["release"])).entries
+    assert (entry.amount, entry.balance_after, entry.hold_id) == (0, 100, hold.id)
+    assert entry.created_at == hold.expires_at
     await bare.verify(user)
 
 

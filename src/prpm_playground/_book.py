@@ -20,6 +20,7 @@ from .errors import InsufficientCredits, InvalidRequest
 from .models import Draw, EntryType
 from .periods import month_number, period_bounds, period_index, period_start
 from .storage.base import (
+    AccountRow,
     AccountState,
     Changes,
     EntryRecord,
@@ -55,7 +56,9 @@ class Book:
         self.subscription = state.subscription
         self.grants: dict[str, GrantRecord] = {g.id: g for g in state.grants}
         self.holds: dict[str, HoldRecord] = {h.id: h for h in state.holds}
+        self.due_at = state.due_at
         self.changes = Changes()
+        self._subscription_changed = False
 
     def missing_grants(self, holds: list[HoldRecord] | None = None) -> set[str]:
         """Ids of grants that lapsed or given holds drew from but are not loaded.
@@ -133,8 +136,9 @@ class Book:
             raise InvalidRequest(
                 "the new subscription's current period overlaps the previous one; anchor it later"
             )
-        sub = SubscriptionRecord(anchor=anchor, monthly_credits=credits, last_period=period)
-        self.subscription = self.changes.subscription = sub
+        self._set_subscription(
+            SubscriptionRecord(anchor=anchor, monthly_credits=credits, last_period=period)
+        )
         end = period_start(anchor, period - first + 1)
         self.add_grant(
             "monthly",
@@ -154,15 +158,14 @@ class Book:
         if credits != updated.credits_for(following):
             updated = replace(updated, next_credits=credits, next_from=following)
         if updated != sub:
-            self.subscription = self.changes.subscription = updated
+            self._set_subscription(updated)
 
     def end_subscription(self) -> None:
         """No allowance after the current period."""
         sub = self.subscription
         if sub is None or sub.ends_after is not None:
             return
-        updated = replace(sub, ends_after=self.current_period(sub))
-        self.subscription = self.changes.subscription = updated
+        self._set_subscription(replace(sub, ends_after=self.current_period(sub)))
 
     def earliest_expiry(self, kind: GrantKind) -> datetime | None:
         """The soonest expiry among live grants of ``kind`` with credits left."""
@@ -211,8 +214,9 @@ class Book:
             at, what, _, ident = heapq.heappop(events)
             if what == 0:
                 hold = self.holds[ident]
-                self._give_back(hold.draws, at)
                 self._update_hold(replace(hold, status="expired", settled_at=at))
+                self._give_back(hold.draws, at)
+                self._released(hold, at, "Hold lapsed; credits returned")
             elif what == 1:
                 for grant in self._renew(int(ident), rollover_cap, priorities or {}):
                     expiry_of(grant)
@@ -250,9 +254,52 @@ class Book:
                             period=period,
                         )
                     )
-        self.subscription = replace(sub, last_period=period)
-        self.changes.subscription = self.subscription
+        self._set_subscription(replace(sub, last_period=period))
         return created
+
+    def _set_subscription(self, sub: SubscriptionRecord) -> None:
+        self.subscription = sub
+        self._subscription_changed = True
+
+    # -- when the account next needs settling ----------------------------------
+
+    def next_due(self) -> datetime | None:
+        """The first instant after which ``settle`` would have something to do.
+
+        The soonest of: expiry of a grant with credits left, expiry of an
+        active hold, the next period boundary of the subscription. None if
+        nothing will ever come due without another write.
+        """
+        times = [
+            g.expires_at
+            for g in self.grants.values()
+            if g.remaining > 0 and g.expires_at is not None
+        ]
+        times.extend(h.expires_at for h in self.holds.values() if h.status == "active")
+        sub = self.subscription
+        if sub is not None and sub.last_period + 1 <= _last_allowance(sub) + 1:
+            times.append(period_start(sub.anchor, sub.last_period + 1 - month_number(sub.anchor)))
+        return min(times, default=None)
+
+    def finish(self) -> Changes:
+        """Decide the account row to write, and return every change.
+
+        The stored ``due_at`` only ever errs early: a write that brings the
+        next due instant forward (a hold, an expiring grant) records it, one
+        that pushes it back (a spend draining a grant) leaves it, and the
+        account is then settled and rescheduled exactly by whoever touches it
+        once that instant has passed. So a plain spend never rewrites the
+        account row, and the reset job never misses an account.
+        """
+        stored, due = self.due_at, self.next_due()
+        keep = due == stored or (
+            stored is not None and stored > self.now and (due is None or due >= stored)
+        )
+        if keep:
+            due = stored
+        if self._subscription_changed or due != stored:
+            self.changes.account = AccountRow(subscription=self.subscription, due_at=due)
+        return self.changes
 
     def _expire_grant(self, grant: GrantRecord, at: datetime) -> None:
         if grant.remaining <= 0:
@@ -389,7 +436,14 @@ class Book:
         updated = replace(hold, status="released", settled_at=self.now)
         self._update_hold(updated)
         self._give_back(hold.draws, self.now)
+        self._released(hold, self.now, "Hold released; credits returned")
         return updated
+
+    def _released(self, hold: HoldRecord, at: datetime, description: str) -> None:
+        """Journal a hold's credits going back: nothing spent, ``available`` rises."""
+        self.add_entry(
+            "release", 0, at=at, hold_id=hold.id, draws=hold.draws, description=description
+        )
 
     # -- bookkeeping ---------------------------------------------------------
 

@@ -511,8 +511,9 @@ class CreditLedger:
                 self._open(book)
             await self._settle(book, unit)
             result = await op(book, state, unit)
-            if book.changes:
-                await unit.apply(book.changes)
+            changes = book.finish()
+            if changes:
+                await unit.apply(changes)
             return result
 
     async def _settled_book(self, user_id: str) -> Book:
@@ -705,11 +706,17 @@ def _audit(
                 problems.append(f"{e.type} entry {e.id} must debit one grant")
             else:
                 consume(e.grant_id, -e.amount, f"{e.type} {e.id}")
+        elif e.type == "release" and (e.amount != 0 or e.hold_id is None):
+            problems.append(f"release entry {e.id} must be of 0 credits and name its hold")
     for g in grants:
         if credits.get(g.id, 0) != 1:
             problems.append(f"grant {g.id} has {credits.get(g.id, 0)} credit entries, not 1")
     held = 0
-    captures = {e.hold_id: e for e in entries if e.hold_id is not None}
+    captures = {e.hold_id: e for e in entries if e.type == "spend" and e.hold_id is not None}
+    releases: dict[str, int] = {}
+    for e in entries:
+        if e.type == "release" and e.hold_id is not None:
+            releases[e.hold_id] = releases.get(e.hold_id, 0) + 1
     for h in holds:
         drawn = sum(d.amount for d in h.draws)
         if drawn != h.amount:
@@ -724,6 +731,8 @@ def _audit(
         charged = 0 if capture is None else -capture.amount
         if charged != (h.captured if h.status == "captured" else 0):
             problems.append(f"hold {h.id} ({h.status}, captured {h.captured}) charged {charged}")
+        if releases.get(h.id, 0) != (h.status in ("released", "expired")):
+            problems.append(f"hold {h.id} ({h.status}) has {releases.get(h.id, 0)} release entries")
     for g in grants:
         expected = g.amount - consumed[g.id]
         if g.remaining != expected or not 0 <= g.remaining <= g.amount:

@@ -22,9 +22,19 @@ __all__ = [
 ]
 
 EntryType = Literal[
-    "trial", "monthly", "rollover", "purchased", "bonus", "admin", "spend", "expire", "clawback"
+    "trial",
+    "monthly",
+    "rollover",
+    "purchased",
+    "bonus",
+    "admin",
+    "spend",
+    "expire",
+    "clawback",
+    "release",
 ]
-"""Journal entry types: a grant kind for credits; ``spend``, ``expire``, ``clawback`` for debits."""
+"""Journal entry types: a grant kind for credits; ``spend``, ``expire``, ``clawback`` for
+debits; ``release`` (amount 0) when a released or lapsed hold returns its credits."""
 
 HoldStatus = Literal["active", "captured", "released", "expired"]
 """A hold's lifecycle: ``active`` until captured, released, or lapsed (``expired``)."""
@@ -85,8 +95,9 @@ class Entry(_Model):
         created_at: When it was recorded.
         description: Free text.
         grant_id: The grant this entry created or expired, if any.
-        hold_id: The hold a capture settled, if any.
-        draws: For debits, which grants paid and how much.
+        hold_id: The hold a capture or a ``release`` entry settled, if any.
+        draws: For debits, which grants paid and how much; for ``release``,
+            the credits returned to each grant.
     """
 
     id: str

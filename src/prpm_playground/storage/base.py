@@ -16,6 +16,7 @@ from ..config import GrantKind
 from ..models import Draw, EntryType, HoldStatus
 
 __all__ = [
+    "AccountRow",
     "AccountState",
     "Changes",
     "EntryRecord",
@@ -121,6 +122,9 @@ class AccountState:
         holds: Holds whose status is still ``active`` (including lapsed ones).
         keyed_entry: The entry recorded under the requested idempotency key, if any.
         keyed_hold: The hold recorded under the requested idempotency key, if any.
+        subscription: The monthly allowance, if the account ever subscribed.
+        due_at: When the account next needs settling, as last stored (never
+            later than the truth; None if nothing is scheduled).
     """
 
     user_id: str
@@ -130,6 +134,15 @@ class AccountState:
     keyed_entry: EntryRecord | None = None
     keyed_hold: HoldRecord | None = None
     subscription: SubscriptionRecord | None = None
+    due_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRow:
+    """The account's own columns a unit of work rewrites, all together."""
+
+    subscription: SubscriptionRecord | None
+    due_at: datetime | None
 
 
 @dataclass(slots=True)
@@ -141,11 +154,11 @@ class Changes:
     new_holds: list[HoldRecord] = field(default_factory=list)
     updated_holds: list[HoldRecord] = field(default_factory=list)
     new_entries: list[EntryRecord] = field(default_factory=list)
-    subscription: SubscriptionRecord | None = None
+    account: AccountRow | None = None
 
     def __bool__(self) -> bool:
         return bool(
-            self.subscription is not None
+            self.account is not None
             or self.new_grants
             or self.grant_remaining
             or self.new_holds

@@ -43,14 +43,15 @@ from ..base import (
     SubscriptionRecord,
 )
 from .records import (
+    account_row,
     entry_row,
     grant_row,
     hold_row,
     key_rows,
     load_draws,
-    subscription_row,
     to_grant,
     to_hold,
+    to_subscription,
 )
 from .tables import Tables, UTCDateTime
 
@@ -172,7 +173,7 @@ class LedgerStatements:
             return [grants, active, keyed_hold, keyed_entry]
 
         def head(account: ColumnElement[Any]) -> Select[Any]:
-            """The account's own row: its id (in ``seq``) and subscription."""
+            """The account's own row: its id (in ``seq``), subscription and ``due_at``."""
             return select(
                 literal("a"),
                 _null(String()),
@@ -181,7 +182,7 @@ class LedgerStatements:
                 acc.c.sub_next_credits,
                 acc.c.sub_last_period,
                 acc.c.sub_anchor,
-                _null(UTCDateTime()),
+                acc.c.due_at,
                 _null(UTCDateTime()),
                 _null(Text()),
                 _null(Text()),
@@ -227,7 +228,7 @@ class LedgerStatements:
         self.hold_by_id = select(h).where(h.c.id == bindparam("id"))
         self.insert_keys = k.insert()
 
-        self.set_subscription = update(acc).where(acc.c.id == bindparam("b_account"))
+        self.set_account = update(acc).where(acc.c.id == bindparam("b_account"))
         self.insert_grants = g.insert()
         self.insert_holds = h.insert()
         self.insert_entries = e.insert()
@@ -253,6 +254,7 @@ class _Read:
     keyed_hold: HoldRecord | None = None
     account_id: int | None = None
     subscription: SubscriptionRecord | None = None
+    due_at: datetime | None = None
 
 
 def _parse(rows: Iterable[Any], key: str | None) -> _Read:
@@ -309,15 +311,8 @@ def _parse(rows: Iterable[Any], key: str | None) -> _Read:
             )
         else:
             read.account_id = r[15]
-            if r[6] is not None:
-                read.subscription = SubscriptionRecord(
-                    anchor=r[6],
-                    monthly_credits=r[3],
-                    last_period=r[5],
-                    ends_after=r[16],
-                    next_credits=r[4],
-                    next_from=r[17],
-                )
+            read.subscription = to_subscription(r[6], r[3], r[5], r[16], r[4], r[17])
+            read.due_at = r[7]
     return read
 
 
@@ -398,11 +393,8 @@ class SQLiteExecutor:
         keys = key_rows(changes, a)
         if keys:
             await conn.execute(sql.insert_keys, keys)
-        if changes.subscription is not None:
-            await conn.execute(
-                sql.set_subscription,
-                {"b_account": a, **subscription_row(changes.subscription)},
-            )
+        if changes.account is not None:
+            await conn.execute(sql.set_account, {"b_account": a, **account_row(changes.account)})
 
 
 async def open_unit(
@@ -434,6 +426,7 @@ async def open_unit(
         keyed_entry=read.keyed_entry,
         keyed_hold=read.keyed_hold,
         subscription=read.subscription,
+        due_at=read.due_at,
     )
     return SQLLedgerUnit(executor, read.account_id, state, write=write)
 

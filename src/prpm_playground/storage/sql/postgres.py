@@ -49,8 +49,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.util import greenlet_spawn
 
-from ..base import Changes
-from .records import entry_row, grant_row, hold_row, key_rows, subscription_row
+from ..base import AccountRow, Changes
+from .records import account_row, entry_row, grant_row, hold_row, key_rows
 from .tables import Tables, UTCDateTime
 
 
@@ -60,10 +60,11 @@ from .tables import Tables, UTCDateTime
 def _ctes(t: Tables) -> dict[str, str]:
     a, g, h, e, k = t.accounts.name, t.grants.name, t.holds.name, t.entries.name, t.keys.name
     return {
-        "subscription": f"""
+        "account": f"""
     UPDATE {a} SET sub_anchor = :a_sub_anchor, sub_credits = :a_sub_credits,
         sub_last_period = :a_sub_last_period, sub_ends_after = :a_sub_ends_after,
-        sub_next_credits = :a_sub_next_credits, sub_next_from = :a_sub_next_from
+        sub_next_credits = :a_sub_next_credits, sub_next_from = :a_sub_next_from,
+        due_at = :a_due_at
     WHERE id = :account_id AND CAST(:a_set AS boolean)
     RETURNING 1
 """,
@@ -137,7 +138,7 @@ def _ctes(t: Tables) -> dict[str, str]:
 
 
 ALL_CHANGES = (
-    "subscription",
+    "account",
     "new_grants",
     "remaining",
     "new_holds",
@@ -168,17 +169,12 @@ def _columns(prefix: str, rows: list[dict[str, Any]], table: Table) -> dict[str,
 def write_all_params(t: Tables, changes: Changes, account_id: int) -> dict[str, Any]:
     """Array parameters for ``build_write``, from the same row mappings SQLite inserts."""
     a = account_id
-    sub = changes.subscription
     settled = changes.updated_holds
-    subscription = (
-        subscription_row(sub)
-        if sub is not None
-        else dict.fromkeys(c.name for c in t.accounts.columns if c.name.startswith("sub_"))
-    )
+    row = account_row(changes.account or AccountRow(subscription=None, due_at=None))
     return {
         "account_id": a,
-        "a_set": sub is not None,
-        **{f"a_{name}": value for name, value in subscription.items()},
+        "a_set": changes.account is not None,
+        **{f"a_{name}": value for name, value in row.items()},
         **_columns("g", [grant_row(x, a) for x in changes.new_grants], t.grants),
         "r_id": list(changes.grant_remaining),
         "r_remaining": list(changes.grant_remaining.values()),
@@ -195,7 +191,7 @@ def write_all_params(t: Tables, changes: Changes, account_id: int) -> dict[str, 
 def expected_rows(changes: Changes) -> int:
     """How many rows ``build_write_all`` must insert or update for ``changes``."""
     return (
-        (changes.subscription is not None)
+        (changes.account is not None)
         + len(changes.new_grants)
         + len(changes.grant_remaining)
         + len(changes.new_holds)
@@ -272,7 +268,7 @@ class PostgresExecutor:
 
     async def write(self, changes: Changes, account_id: int) -> None:
         spend_shaped = not (
-            changes.subscription or changes.new_grants or changes.new_holds or changes.updated_holds
+            changes.account or changes.new_grants or changes.new_holds or changes.updated_holds
         )
         statement = self._sql.write_spend if spend_shaped else self._sql.write_all
         args = statement.args(write_all_params(self._sql.tables, changes, account_id))

@@ -7,7 +7,14 @@ from datetime import datetime
 from typing import Any
 
 from ...models import Draw
-from ..base import Changes, EntryRecord, GrantRecord, HoldRecord, SubscriptionRecord
+from ..base import (
+    AccountRow,
+    Changes,
+    EntryRecord,
+    GrantRecord,
+    HoldRecord,
+    SubscriptionRecord,
+)
 
 
 def dump_draws(draws: tuple[Draw, ...]) -> str:
@@ -111,16 +118,52 @@ def to_grant(row: Any) -> GrantRecord:
     )
 
 
-def subscription_row(sub: SubscriptionRecord) -> dict[str, Any]:
-    """The account columns that hold a subscription."""
-    return {
-        "sub_anchor": sub.anchor,
-        "sub_credits": sub.monthly_credits,
-        "sub_last_period": sub.last_period,
-        "sub_ends_after": sub.ends_after,
-        "sub_next_credits": sub.next_credits,
-        "sub_next_from": sub.next_from,
-    }
+def account_row(row: AccountRow) -> dict[str, Any]:
+    """The account columns a unit rewrites: the subscription's (NULL if none) and ``due_at``."""
+    sub = row.subscription
+    columns: dict[str, Any] = dict.fromkeys(_SUBSCRIPTION_COLUMNS)
+    if sub is not None:
+        columns.update(
+            sub_anchor=sub.anchor,
+            sub_credits=sub.monthly_credits,
+            sub_last_period=sub.last_period,
+            sub_ends_after=sub.ends_after,
+            sub_next_credits=sub.next_credits,
+            sub_next_from=sub.next_from,
+        )
+    columns["due_at"] = row.due_at
+    return columns
+
+
+_SUBSCRIPTION_COLUMNS = (
+    "sub_anchor",
+    "sub_credits",
+    "sub_last_period",
+    "sub_ends_after",
+    "sub_next_credits",
+    "sub_next_from",
+)
+
+
+def to_subscription(
+    anchor: datetime | None,
+    credits: int,
+    last_period: int,
+    ends_after: int | None,
+    next_credits: int | None,
+    next_from: int | None,
+) -> SubscriptionRecord | None:
+    """The subscription stored in an account's columns; None if it never subscribed."""
+    if anchor is None:
+        return None
+    return SubscriptionRecord(
+        anchor=anchor,
+        monthly_credits=credits,
+        last_period=last_period,
+        ends_after=ends_after,
+        next_credits=next_credits,
+        next_from=next_from,
+    )
 
 
 def to_hold(row: Any) -> HoldRecord:

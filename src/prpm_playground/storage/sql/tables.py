@@ -101,8 +101,13 @@ def build_tables(prefix: str) -> Tables:
         Column("sub_ends_after", Integer(), nullable=True),
         Column("sub_next_credits", BigInteger(), nullable=True),
         Column("sub_next_from", Integer(), nullable=True),
+        # When the account next needs settling (see Book.finish): never later
+        # than the truth, so the reset job finds every due account by index.
+        Column("due_at", UTCDateTime(), nullable=True),
         UniqueConstraint("user_id"),
     )
+    # Ordered by (due_at, id) so the job pages through due accounts by keyset.
+    Index(f"{p}accounts_due_at_id_ix", accounts.c.due_at, accounts.c.id)
     grants = Table(
         f"{p}grants",
         md,
