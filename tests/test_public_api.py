@@ -37,6 +37,8 @@ def test_binding_names_exist() -> None:
         InvalidRequest,
         NotFound,
         PlaygroundError,
+        ResetJob,
+        ResetReport,
         SQLAlchemyStorage,
     )
 

@@ -28,6 +28,7 @@ from .models import (
     HoldStatus,
     MonthlyAllowance,
 )
+from .reset import ResetJob, ResetReport
 from .storage.sql import SQLAlchemyStorage
 
 __version__ = "0.1.0"
@@ -54,6 +55,8 @@ __all__ = [
     "MonthlyAllowance",
     "NotFound",
     "PlaygroundError",
+    "ResetJob",
+    "ResetReport",
     "SQLAlchemyStorage",
     "SchemaMismatch",
     "__version__",

@@ -19,11 +19,13 @@ __all__ = [
     "AccountRow",
     "AccountState",
     "Changes",
+    "DueBatch",
     "EntryRecord",
     "GrantRecord",
     "HoldRecord",
     "LedgerStorage",
     "LedgerUnit",
+    "ResetStorage",
     "SubscriptionRecord",
 ]
 
@@ -222,4 +224,49 @@ class LedgerStorage(Protocol):
         self, user_id: str
     ) -> tuple[list[GrantRecord], list[HoldRecord], list[EntryRecord]] | None:
         """Return every grant, hold and entry of an account (None if it does not exist)."""
+        ...
+
+
+class DueBatch(Protocol):
+    """Accounts due for settling, read together in one transaction.
+
+    In a write batch every account is locked until the batch exits (on
+    PostgreSQL, accounts another batch has locked are skipped, not waited
+    for); it commits on normal exit and rolls back on an exception.
+    """
+
+    states: Sequence[AccountState]
+    """Each account's state, as a ledger unit of work would read it."""
+
+    cursor: object | None
+    """Where the next batch starts: after this one's last account (None if empty)."""
+
+    async def get_grants(self, grant_ids: Sequence[str]) -> list[GrantRecord]:
+        """Read grants of these accounts by id, whatever their remaining."""
+        ...
+
+    async def apply(self, changes: Sequence[Changes | None]) -> None:
+        """Write each account's changes (aligned with ``states``; None skips one)."""
+        ...
+
+
+class ResetStorage(Protocol):
+    """What the ResetJob needs from storage."""
+
+    def due(
+        self, now: datetime, *, limit: int, after: object | None, write: bool
+    ) -> AbstractAsyncContextManager[DueBatch]:
+        """Open a batch of up to ``limit`` accounts whose ``due_at`` is at or before ``now``.
+
+        Accounts come in ``(due_at, account)`` order, starting after the
+        ``cursor`` of a previous batch of the same run when ``after`` is given.
+        """
+        ...
+
+    async def count_due(self, now: datetime) -> int:
+        """How many accounts are due at ``now``."""
+        ...
+
+    async def close(self) -> None:
+        """Release pooled connections; the storage opens new ones if used again."""
         ...

@@ -365,36 +365,42 @@ class SQLiteExecutor:
         return (await self._conn.execute(self._sql.hold_by_id, {"id": hold_id})).first()
 
     async def write(self, changes: Changes, account_id: int) -> None:
-        sql, a, conn = self._sql, account_id, self._conn
-        if changes.new_grants:
-            await conn.execute(sql.insert_grants, [grant_row(x, a) for x in changes.new_grants])
-        if changes.grant_remaining:
-            await conn.execute(
-                sql.set_remaining,
-                [{"b_id": k, "b_remaining": v} for k, v in changes.grant_remaining.items()],
-            )
-        if changes.new_holds:
-            await conn.execute(sql.insert_holds, [hold_row(x, a) for x in changes.new_holds])
-        if changes.updated_holds:
-            await conn.execute(
-                sql.settle_holds,
-                [
-                    {
-                        "b_id": x.id,
-                        "b_status": x.status,
-                        "b_captured": x.captured,
-                        "b_settled_at": x.settled_at,
-                    }
-                    for x in changes.updated_holds
-                ],
-            )
-        if changes.new_entries:
-            await conn.execute(sql.insert_entries, [entry_row(x, a) for x in changes.new_entries])
-        keys = key_rows(changes, a)
-        if keys:
-            await conn.execute(sql.insert_keys, keys)
-        if changes.account is not None:
-            await conn.execute(sql.set_account, {"b_account": a, **account_row(changes.account)})
+        await write_rows(self._conn, self._sql, [(account_id, changes)])
+
+
+async def write_rows(
+    conn: AsyncConnection, sql: LedgerStatements, items: Sequence[tuple[int, Changes]]
+) -> None:
+    """Write the changes of one or many accounts, one executemany per kind of row."""
+    grants = [grant_row(x, a) for a, c in items for x in c.new_grants]
+    if grants:
+        await conn.execute(sql.insert_grants, grants)
+    remaining = [
+        {"b_id": k, "b_remaining": v} for _, c in items for k, v in c.grant_remaining.items()
+    ]
+    if remaining:
+        await conn.execute(sql.set_remaining, remaining)
+    holds = [hold_row(x, a) for a, c in items for x in c.new_holds]
+    if holds:
+        await conn.execute(sql.insert_holds, holds)
+    settled = [
+        {"b_id": x.id, "b_status": x.status, "b_captured": x.captured, "b_settled_at": x.settled_at}
+        for _, c in items
+        for x in c.updated_holds
+    ]
+    if settled:
+        await conn.execute(sql.settle_holds, settled)
+    entries = [entry_row(x, a) for a, c in items for x in c.new_entries]
+    if entries:
+        await conn.execute(sql.insert_entries, entries)
+    keys = [row for a, c in items for row in key_rows(c, a)]
+    if keys:
+        await conn.execute(sql.insert_keys, keys)
+    accounts = [
+        {"b_account": a, **account_row(c.account)} for a, c in items if c.account is not None
+    ]
+    if accounts:
+        await conn.execute(sql.set_account, accounts)
 
 
 async def open_unit(

@@ -26,7 +26,7 @@ before touching the table, so a spend never reads the holds table.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from types import SimpleNamespace
@@ -53,87 +53,126 @@ from ..base import AccountRow, Changes
 from .records import account_row, entry_row, grant_row, hold_row, key_rows
 from .tables import Tables, UTCDateTime
 
-
 # Each kind of change is one data-modifying CTE. Only table names are
 # interpolated, and they come from a prefix that SQLAlchemyStorage validated
 # against ^[a-z][a-z0-9_]*$.
-def _ctes(t: Tables) -> dict[str, str]:
-    a, g, h, e, k = t.accounts.name, t.grants.name, t.holds.name, t.entries.name, t.keys.name
-    return {
-        "account": f"""
-    UPDATE {a} SET sub_anchor = :a_sub_anchor, sub_credits = :a_sub_credits,
-        sub_last_period = :a_sub_last_period, sub_ends_after = :a_sub_ends_after,
-        sub_next_credits = :a_sub_next_credits, sub_next_from = :a_sub_next_from,
-        due_at = :a_due_at
+_GRANT = (
+    ("id", "varchar"),
+    ("kind", "varchar"),
+    ("amount", "bigint"),
+    ("remaining", "bigint"),
+    ("priority", "integer"),
+    ("effective_at", "timestamptz"),
+    ("expires_at", "timestamptz"),
+    ("created_at", "timestamptz"),
+    ("description", "text"),
+    ("period", "integer"),
+)
+_HOLD = (
+    ("id", "varchar"),
+    ("amount", "bigint"),
+    ("captured", "bigint"),
+    ("status", "varchar"),
+    ("draws", "text"),
+    ("created_at", "timestamptz"),
+    ("expires_at", "timestamptz"),
+    ("settled_at", "timestamptz"),
+)
+_ENTRY = (
+    ("id", "varchar"),
+    ("type", "varchar"),
+    ("amount", "bigint"),
+    ("balance_after", "bigint"),
+    ("created_at", "timestamptz"),
+    ("description", "text"),
+    ("grant_id", "varchar"),
+    ("hold_id", "varchar"),
+    ("draws", "text"),
+)
+_KEY = (
+    ("key", "varchar"),
+    ("request_hash", "varchar"),
+    ("entry_id", "varchar"),
+    ("hold_id", "varchar"),
+    ("created_at", "timestamptz"),
+)
+_ACCOUNT = (
+    ("sub_anchor", "timestamptz"),
+    ("sub_credits", "bigint"),
+    ("sub_last_period", "integer"),
+    ("sub_ends_after", "integer"),
+    ("sub_next_credits", "bigint"),
+    ("sub_next_from", "integer"),
+    ("due_at", "timestamptz"),
+)
+_ACCOUNT_ID = (("account_id", "bigint"),)
+
+
+def _unnest(prefix: str, columns: tuple[tuple[str, str], ...], *, ordinality: bool = False) -> str:
+    """``unnest()`` of one array parameter per column, as ``x``."""
+    arrays = ", ".join(f"CAST(:{prefix}_{name} AS {type_}[])" for name, type_ in columns)
+    names = ", ".join(name for name, _ in columns) + (", n" if ordinality else "")
+    return f"unnest({arrays}){' WITH ORDINALITY' if ordinality else ''} AS x({names})"
+
+
+def _insert(table: str, prefix: str, columns: tuple[tuple[str, str], ...], batch: bool) -> str:
+    """Insert the rows of ``prefix``'s arrays, with one account id or one per row."""
+    names = [name for name, _ in columns]
+    account = "x.account_id" if batch else ":account_id"
+    ordered = prefix == "e"  # entries take their seq in the order given
+    source = _unnest(prefix, (_ACCOUNT_ID if batch else ()) + columns, ordinality=ordered)
+    return f"""
+    INSERT INTO {table} (account_id, {", ".join(names)})
+    SELECT {account}, {", ".join(f"x.{n}" for n in names)}
+    FROM {source}{" ORDER BY x.n" if ordered else ""}
+    RETURNING 1
+"""
+
+
+def _ctes(t: Tables, batch: bool) -> dict[str, str]:
+    a, g, h = t.accounts.name, t.grants.name, t.holds.name
+    if batch:
+        account = f"""
+    UPDATE {a} AS target SET {", ".join(f"{n} = x.{n}" for n, _ in _ACCOUNT)}
+    FROM {_unnest("a", _ACCOUNT_ID + _ACCOUNT)}
+    WHERE target.id = x.account_id
+    RETURNING 1
+"""
+    else:
+        account = f"""
+    UPDATE {a} SET {", ".join(f"{n} = :a_{n}" for n, _ in _ACCOUNT)}
     WHERE id = :account_id AND CAST(:a_set AS boolean)
     RETURNING 1
-""",
-        "new_grants": f"""
-    INSERT INTO {g} (id, account_id, kind, amount, remaining, priority,
-                     effective_at, expires_at, created_at, description, period)
-    SELECT x.id, :account_id, x.kind, x.amount, x.remaining, x.priority,
-           x.effective_at, x.expires_at, x.created_at, x.description, x.period
-    FROM unnest(CAST(:g_id AS varchar[]), CAST(:g_kind AS varchar[]),
-                CAST(:g_amount AS bigint[]), CAST(:g_remaining AS bigint[]),
-                CAST(:g_priority AS integer[]), CAST(:g_effective_at AS timestamptz[]),
-                CAST(:g_expires_at AS timestamptz[]), CAST(:g_created_at AS timestamptz[]),
-                CAST(:g_description AS text[]), CAST(:g_period AS integer[]))
-         AS x(id, kind, amount, remaining, priority, effective_at, expires_at,
-              created_at, description, period)
-    RETURNING 1
-""",
+"""
+    return {
+        "account": account,
+        "new_grants": _insert(g, "g", _GRANT, batch),
         "remaining": f"""
     UPDATE {g} AS target SET remaining = x.remaining
-    FROM unnest(CAST(:r_id AS varchar[]), CAST(:r_remaining AS bigint[])) AS x(id, remaining)
+    FROM {_unnest("r", (("id", "varchar"), ("remaining", "bigint")))}
     WHERE target.id = x.id AND cardinality(CAST(:r_id AS varchar[])) > 0
     RETURNING 1
 """,
-        "new_holds": f"""
-    INSERT INTO {h} (id, account_id, amount, captured, status, draws, created_at,
-                     expires_at, settled_at)
-    SELECT x.id, :account_id, x.amount, x.captured, x.status, x.draws, x.created_at,
-           x.expires_at, x.settled_at
-    FROM unnest(CAST(:h_id AS varchar[]), CAST(:h_amount AS bigint[]),
-                CAST(:h_captured AS bigint[]), CAST(:h_status AS varchar[]),
-                CAST(:h_draws AS text[]), CAST(:h_created_at AS timestamptz[]),
-                CAST(:h_expires_at AS timestamptz[]), CAST(:h_settled_at AS timestamptz[]))
-         AS x(id, amount, captured, status, draws, created_at, expires_at, settled_at)
-    RETURNING 1
-""",
+        "new_holds": _insert(h, "h", _HOLD, batch),
         "settled": f"""
     UPDATE {h} AS target
     SET status = x.status, captured = x.captured, settled_at = x.settled_at
-    FROM unnest(CAST(:s_id AS varchar[]), CAST(:s_status AS varchar[]),
-                CAST(:s_captured AS bigint[]), CAST(:s_settled_at AS timestamptz[]))
-         AS x(id, status, captured, settled_at)
+    FROM {
+            _unnest(
+                "s",
+                (
+                    ("id", "varchar"),
+                    ("status", "varchar"),
+                    ("captured", "bigint"),
+                    ("settled_at", "timestamptz"),
+                ),
+            )
+        }
     WHERE target.id = x.id AND cardinality(CAST(:s_id AS varchar[])) > 0
     RETURNING 1
 """,
-        "new_entries": f"""
-    INSERT INTO {e} (id, account_id, type, amount, balance_after, created_at, description,
-                     grant_id, hold_id, draws)
-    SELECT x.id, :account_id, x.type, x.amount, x.balance_after, x.created_at,
-           x.description, x.grant_id, x.hold_id, x.draws
-    FROM unnest(CAST(:e_id AS varchar[]), CAST(:e_type AS varchar[]),
-                CAST(:e_amount AS bigint[]), CAST(:e_balance_after AS bigint[]),
-                CAST(:e_created_at AS timestamptz[]), CAST(:e_description AS text[]),
-                CAST(:e_grant_id AS varchar[]), CAST(:e_hold_id AS varchar[]),
-                CAST(:e_draws AS text[]))
-         WITH ORDINALITY
-         AS x(id, type, amount, balance_after, created_at, description, grant_id, hold_id,
-              draws, n)
-    ORDER BY x.n
-    RETURNING 1
-""",
-        "new_keys": f"""
-    INSERT INTO {k} (account_id, key, request_hash, entry_id, hold_id, created_at)
-    SELECT :account_id, x.key, x.request_hash, x.entry_id, x.hold_id, x.created_at
-    FROM unnest(CAST(:k_key AS varchar[]), CAST(:k_request_hash AS varchar[]),
-                CAST(:k_entry_id AS varchar[]), CAST(:k_hold_id AS varchar[]),
-                CAST(:k_created_at AS timestamptz[]))
-         AS x(key, request_hash, entry_id, hold_id, created_at)
-    RETURNING 1
-""",
+        "new_entries": _insert(t.entries.name, "e", _ENTRY, batch),
+        "new_keys": _insert(t.keys.name, "k", _KEY, batch),
     }
 
 
@@ -150,11 +189,18 @@ ALL_CHANGES = (
 # updates grants and appends entries and keys: a statement with just those
 # parts spares encoding and running the empty rest.
 SPEND_CHANGES = ("remaining", "new_entries", "new_keys")
+# What settling due accounts can change: no holds or keys are created.
+SETTLE_CHANGES = ("account", "new_grants", "remaining", "settled", "new_entries")
 
 
-def build_write(t: Tables, parts: tuple[str, ...] = ALL_CHANGES) -> TextClause:
-    """One statement writing the given kinds of change, returning the rows touched."""
-    ctes = _ctes(t)
+def build_write(
+    t: Tables, parts: tuple[str, ...] = ALL_CHANGES, *, batch: bool = False
+) -> TextClause:
+    """One statement writing the given kinds of change, returning the rows touched.
+
+    With ``batch``, rows carry their own account ids, for many accounts at once.
+    """
+    ctes = _ctes(t, batch)
     with_clause = ",\n".join(f"{name} AS (\n{ctes[name].strip(chr(10))}\n)" for name in parts)
     total = "\n     + ".join(f"(SELECT count(*) FROM {name})" for name in parts)
     return text(f"WITH {with_clause}\nSELECT {total}")
@@ -166,30 +212,45 @@ def _columns(prefix: str, rows: list[dict[str, Any]], table: Table) -> dict[str,
     return {f"{prefix}_{name}": [row[name] for row in rows] for name in names}
 
 
-def write_all_params(t: Tables, changes: Changes, account_id: int) -> dict[str, Any]:
-    """Array parameters for ``build_write``, from the same row mappings SQLite inserts."""
-    a = account_id
-    settled = changes.updated_holds
-    row = account_row(changes.account or AccountRow(subscription=None, due_at=None))
-    return {
-        "account_id": a,
-        "a_set": changes.account is not None,
-        **{f"a_{name}": value for name, value in row.items()},
-        **_columns("g", [grant_row(x, a) for x in changes.new_grants], t.grants),
-        "r_id": list(changes.grant_remaining),
-        "r_remaining": list(changes.grant_remaining.values()),
-        **_columns("h", [hold_row(x, a) for x in changes.new_holds], t.holds),
+def write_params(
+    t: Tables, items: Sequence[tuple[int, Changes]], *, batch: bool = False
+) -> dict[str, Any]:
+    """Array parameters for ``build_write``, from the same row mappings SQLite inserts.
+
+    ``items`` pairs account ids with their changes: exactly one unless ``batch``.
+    """
+    if not batch and len(items) != 1:
+        raise ValueError("a one-account statement writes one account's changes")
+    settled = [x for _, c in items for x in c.updated_holds]
+    remaining = [(k, v) for _, c in items for k, v in c.grant_remaining.items()]
+    params: dict[str, Any] = {
+        **_columns("g", [grant_row(x, a) for a, c in items for x in c.new_grants], t.grants),
+        "r_id": [k for k, _ in remaining],
+        "r_remaining": [v for _, v in remaining],
+        **_columns("h", [hold_row(x, a) for a, c in items for x in c.new_holds], t.holds),
         "s_id": [x.id for x in settled],
         "s_status": [x.status for x in settled],
         "s_captured": [x.captured for x in settled],
         "s_settled_at": [x.settled_at for x in settled],
-        **_columns("e", [entry_row(x, a) for x in changes.new_entries], t.entries),
-        **_columns("k", key_rows(changes, a), t.keys),
+        **_columns("e", [entry_row(x, a) for a, c in items for x in c.new_entries], t.entries),
+        **_columns("k", [row for a, c in items for row in key_rows(c, a)], t.keys),
     }
+    accounts = [(a, account_row(c.account)) for a, c in items if c.account is not None]
+    if batch:
+        params["a_account_id"] = [a for a, _ in accounts]
+        for name, _ in _ACCOUNT:
+            params[f"a_{name}"] = [row[name] for _, row in accounts]
+    else:
+        ((a, changes),) = items
+        row = account_row(changes.account or AccountRow(subscription=None, due_at=None))
+        params.update({f"a_{name}": value for name, value in row.items()})
+        params["a_set"] = changes.account is not None
+        params["account_id"] = a
+    return params
 
 
 def expected_rows(changes: Changes) -> int:
-    """How many rows ``build_write_all`` must insert or update for ``changes``."""
+    """How many rows ``build_write`` must insert or update for ``changes``."""
     return (
         (changes.account is not None)
         + len(changes.new_grants)
@@ -271,7 +332,7 @@ class PostgresExecutor:
             changes.account or changes.new_grants or changes.new_holds or changes.updated_holds
         )
         statement = self._sql.write_spend if spend_shaped else self._sql.write_all
-        args = statement.args(write_all_params(self._sql.tables, changes, account_id))
+        args = statement.args(write_params(self._sql.tables, [(account_id, changes)]))
         written = await self._driver.fetchval(statement.sql, *args)
         if written != expected_rows(changes):
             # An update that matched no row means our view of the account was

@@ -8,6 +8,7 @@ import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from datetime import datetime
 from typing import TypeVar
 
 from sqlalchemy import select
@@ -17,6 +18,7 @@ from ..._clock import utc_now
 from ...errors import InvalidRequest, SchemaMismatch
 from ..base import EntryRecord, GrantRecord, HoldRecord
 from . import migrate as migrations
+from .due import DueStatements, SQLDueBatch
 from .engine import DEFAULT_URL, Transactions, configure, create_engine
 from .ledger_store import LedgerStatements, SQLiteExecutor, SQLLedgerUnit, open_unit
 from .postgres import PostgresExecutor, PostgresStatements, driver_transaction
@@ -78,6 +80,7 @@ class SQLAlchemyStorage:
             if self._tx.is_postgres
             else None
         )
+        self._due = DueStatements(self.tables, self._sql, postgres=self._tx.is_postgres)
         self._schema_checked = False
         self._schema_lock = asyncio.Lock()
 
@@ -111,7 +114,10 @@ class SQLAlchemyStorage:
             return await conn.run_sync(migrations.current_revision, self.table_prefix)
 
     async def close(self) -> None:
-        """Release connections. An engine passed in by the host is left open."""
+        """Release pooled connections; used again, the storage opens new ones.
+
+        An engine passed in by the host is left alone: its pool is the host's.
+        """
         if self._owns_engine:
             await self.engine.dispose()
 
@@ -148,6 +154,23 @@ class SQLAlchemyStorage:
             async with self._tx.begin(write=write) as conn:
                 lite = SQLiteExecutor(conn, self._sql)
                 yield await open_unit(lite, user_id, write=write, key=key, now=utc_now)
+
+    # -- the reset job's port -----------------------------------------------------
+
+    @asynccontextmanager
+    async def due(
+        self, now: datetime, *, limit: int, after: object | None, write: bool
+    ) -> AsyncIterator[SQLDueBatch]:
+        """Open a batch of due accounts (see ``ResetStorage.due``)."""
+        await self._check_schema()
+        async with self._tx.begin(write=write) as conn:
+            yield await self._due.open(conn, now, limit=limit, after=after, write=write)
+
+    async def count_due(self, now: datetime) -> int:
+        """How many accounts are due at ``now``."""
+        await self._check_schema()
+        async with self._tx.begin(write=False) as conn:
+            return int((await conn.execute(self._due.count, {"now": now})).scalar_one())
 
     async def user_of_hold(self, hold_id: str) -> str | None:
         """Return the user id owning a hold, or None."""

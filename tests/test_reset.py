@@ -1,0 +1,292 @@
+"""The ResetJob on SQLite and PostgreSQL: the issue's acceptance scenarios,
+idempotency, batching, dry runs, failures, and agreement with lazy settling."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from prpm_playground import (
+    CreditLedger,
+    CreditPolicy,
+    InvalidRequest,
+    ResetJob,
+    ResetReport,
+    SQLAlchemyStorage,
+)
+from prpm_playground._book import Book
+from prpm_playground.periods import period_start
+from prpm_playground.testing import ManualClock
+
+from .conftest import Backend
+
+ANCHOR = datetime(2027, 1, 31, 9, tzinfo=UTC)
+
+
+def P(n: int) -> datetime:
+    return period_start(ANCHOR, n)
+
+
+@pytest.fixture
+async def own(backend: Backend) -> AsyncIterator[SQLAlchemyStorage]:
+    """A database of the test's own: the job settles every due account in it."""
+    store = SQLAlchemyStorage(await backend.make_engine())
+    await store.migrate()
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+def sub_clock() -> ManualClock:
+    return ManualClock(ANCHOR)
+
+
+Maker = Callable[..., tuple[CreditLedger, ResetJob]]
+
+
+@pytest.fixture
+def make(own: SQLAlchemyStorage, sub_clock: ManualClock) -> Maker:
+    def build(**policy: object) -> tuple[CreditLedger, ResetJob]:
+        settings = CreditPolicy(**{"trial_credits": 0, **policy})  # type: ignore[arg-type]
+        return (
+            CreditLedger(own, policy=settings, clock=sub_clock),
+            ResetJob(own, policy=settings, clock=sub_clock),
+        )
+
+    return build
+
+
+async def journal(storage: SQLAlchemyStorage, user: str) -> list[tuple[str, int]]:
+    """The journal, oldest first, read without settling anything."""
+    audited = await storage.audit(user)
+    assert audited is not None
+    return [(e.type, e.amount) for e in audited[2]]
+
+
+async def test_acceptance_renewal(
+    make: Maker, own: SQLAlchemyStorage, sub_clock: ManualClock
+) -> None:
+    # Allowance 100, 60 used, old rollover 15, purchased 20. Monthly credits
+    # are spent first here, so the old rollover is still whole.
+    ledger, job = make(priorities={"monthly": 5})
+    await ledger.subscribe("u", monthly_credits=100)
+    await ledger.spend("u", 85, idempotency_key="p0")  # period 0 leaves 15 → rollover 15
+    sub_clock.set(P(1))
+    await ledger.grant("u", 20, kind="purchased", idempotency_key="buy")
+    await ledger.spend("u", 60, idempotency_key="p1")
+    before = await journal(own, "u")
+
+    sub_clock.set(P(2) + timedelta(hours=3))  # the job runs at 03:00, three hours late
+    report = await job.run()
+    assert (report.accounts_processed, report.accounts_renewed, report.periods_processed) == (
+        1,
+        1,
+        1,
+    )
+    assert (report.monthly_credits_granted, report.rollover_credits_created) == (100, 40)
+    assert report.credits_expired == 15  # the old rollover; the allowance's 40 carried over
+    added = (await journal(own, "u"))[len(before) :]
+    assert sorted(added) == sorted(
+        [("expire", -15), ("expire", -40), ("rollover", 40), ("monthly", 100)]
+    )
+
+    balance = await ledger.balance("u")
+    assert balance.breakdown["monthly"] == 100
+    assert balance.breakdown["rollover"] == 40
+    assert balance.breakdown["purchased"] == 20
+    assert balance.available == 160
+    assert balance.rollover_expires_at == P(3)
+    # A second run changes nothing.
+    again = await job.run()
+    assert (again.accounts_processed, again.batches) == (0, 0)
+    assert await journal(own, "u") == before + added
+    await ledger.verify("u")
+
+
+async def test_rollover_capped(make: Maker, sub_clock: ManualClock) -> None:
+    ledger, job = make(rollover_cap=200)
+    await ledger.subscribe("u", monthly_credits=250)
+    sub_clock.set(P(1))
+    report = await job.run()
+    assert (report.rollover_credits_created, report.credits_expired) == (200, 50)
+    balance = await ledger.balance("u")
+    assert (balance.breakdown["rollover"], balance.breakdown["monthly"]) == (200, 250)
+    assert balance.total == 450
+
+
+async def test_unsubscribed_account(make: Maker, sub_clock: ManualClock) -> None:
+    ledger, job = make(priorities={"monthly": 5})
+    await ledger.subscribe("u", monthly_credits=100)
+    await ledger.spend("u", 90, idempotency_key="p0")  # rollover 10 in period 1
+    sub_clock.set(P(1))
+    await ledger.grant("u", 50, kind="purchased", idempotency_key="buy")
+    await ledger.spend("u", 70, idempotency_key="p1")  # monthly 30 left
+    await ledger.unsubscribe("u")
+    sub_clock.set(P(2) + timedelta(days=1))
+    report = await job.run()
+    assert (report.monthly_credits_granted, report.rollover_credits_created) == (0, 0)
+    assert report.credits_expired == 40
+    balance = await ledger.balance("u")
+    assert (balance.available, balance.breakdown["purchased"], balance.monthly) == (50, 50, None)
+    # Nothing is scheduled any more: later runs never visit the account.
+    sub_clock.set(P(6))
+    assert (await job.run()).accounts_processed == 0
+    await ledger.verify("u")
+
+
+async def snapshot(ledger: CreditLedger, user: str) -> tuple[object, ...]:
+    balance = await ledger.balance(user)
+    totals: dict[str, int] = {}
+    async for line in ledger.export_csv(user):
+        if line.startswith("created_at"):
+            continue
+        _, kind, amount, _ = line.split(",", 3)
+        totals[kind] = totals.get(kind, 0) + int(amount)
+    return balance.available, balance.held, balance.breakdown, totals
+
+
+async def test_three_periods_late_equals_every_boundary(
+    backend: Backend, sub_clock: ManualClock
+) -> None:
+    async def scenario(run_at: list[datetime]) -> tuple[object, ...]:
+        storage = SQLAlchemyStorage(await backend.make_engine())
+        await storage.migrate()
+        clock = ManualClock(ANCHOR)
+        policy = CreditPolicy(trial_credits=0)
+        ledger = CreditLedger(storage, policy=policy, clock=clock)
+        job = ResetJob(storage, policy=policy, clock=clock)
+        await ledger.subscribe("u", monthly_credits=100)
+        await ledger.grant(
+            "u", 30, kind="bonus", idempotency_key="b", expires_at=P(1) + timedelta(days=9)
+        )
+        await ledger.spend("u", 30, idempotency_key="s")
+        await ledger.hold("u", 20, idempotency_key="h", ttl=timedelta(days=7))  # lapses
+        for at in run_at:
+            clock.set(at)
+            await job.run()
+        clock.set(P(3) + timedelta(hours=5))
+        await job.run()
+        result = await snapshot(ledger, "u")
+        await ledger.verify("u")
+        await storage.close()
+        return result
+
+    every = await scenario([P(0) + timedelta(days=7), P(1), P(1) + timedelta(days=9), P(2), P(3)])
+    once = await scenario([])
+    assert once == every
+    assert once[2]["monthly"] == 100  # type: ignore[index]
+
+
+async def test_batches_dry_run_and_lazy_agree(
+    make: Maker, own: SQLAlchemyStorage, sub_clock: ManualClock
+) -> None:
+    ledger, job = make()
+    users = [f"u{i:02d}" for i in range(23)]
+    for i, user in enumerate(users):
+        await ledger.subscribe(user, monthly_credits=10 + i)
+        if i % 7:
+            await ledger.spend(user, i % 7, idempotency_key="s")
+    sub_clock.set(P(1) + timedelta(minutes=1))
+    assert await own.count_due(sub_clock.now) == len(users)
+
+    dry = await job.run(batch_size=5, dry_run=True)
+    assert (dry.dry_run, dry.accounts_processed, dry.batches) == (True, len(users), 5)
+    assert await own.count_due(sub_clock.now) == len(users)  # nothing was written
+
+    lazily = await ledger.balance(users[3])  # the ledger settles this one itself
+    seen: list[ResetReport] = []
+    report = await job.run(batch_size=5, on_batch=seen.append)
+    assert report.accounts_processed == len(users) - 1
+    assert [r.accounts_processed for r in seen] == [5, 10, 15, 20, 22]  # totals so far
+    assert report.monthly_credits_granted == dry.monthly_credits_granted - (10 + 3)
+    assert await own.count_due(sub_clock.now) == 0
+    assert (await ledger.balance(users[3])) == lazily
+    for i, user in enumerate(users):
+        balance = await ledger.balance(user)
+        assert balance.breakdown["monthly"] == 10 + i
+        assert balance.breakdown["rollover"] == 10 + i - i % 7
+        await ledger.verify(user)
+
+
+async def test_lapsed_holds_are_swept_with_an_entry(make: Maker, sub_clock: ManualClock) -> None:
+    ledger, job = make()
+    await ledger.grant("u", 10, kind="purchased", idempotency_key="buy")
+    hold = await ledger.hold("u", 4, idempotency_key="h", ttl=timedelta(minutes=15))
+    sub_clock.advance(timedelta(minutes=14))
+    assert (await job.run()).accounts_processed == 0  # not due yet
+    sub_clock.advance(timedelta(minutes=2))
+    report = await job.run()
+    assert (report.accounts_processed, report.holds_released) == (1, 1)
+    (entry,) = (await ledger.history("u", types=["release"])).entries
+    assert (entry.hold_id, entry.amount, entry.balance_after) == (hold.id, 0, 10)
+
+
+async def test_spends_between_runs_are_kept(make: Maker, sub_clock: ManualClock) -> None:
+    ledger, job = make(rollover_cap=0)
+    await ledger.subscribe("u", monthly_credits=50)
+    sub_clock.set(P(1) + timedelta(seconds=1))
+    await ledger.spend("u", 7, idempotency_key="after-midnight")  # before the job ran
+    sub_clock.set(P(1) + timedelta(hours=3))
+    assert (await job.run()).accounts_processed == 0  # the ledger already renewed it
+    assert (await ledger.balance("u")).available == 43
+
+
+async def test_failing_account_is_skipped_and_stays_due(
+    make: Maker, own: SQLAlchemyStorage, sub_clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger, job = make()
+    for user in ("a", "b", "c"):
+        await ledger.subscribe(user, monthly_credits=10)
+    await ledger.grant("b", 1, kind="bonus", idempotency_key="x", description="poison")
+    real = Book.settle
+
+    def settle(self: Book, *args: object, **kwargs: object) -> None:
+        if any(g.description == "poison" for g in self.grants.values()):
+            raise RuntimeError("corrupt account")
+        real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    sub_clock.set(P(1))
+    monkeypatch.setattr(Book, "settle", settle)
+    report = await job.run(batch_size=2)
+    assert (report.accounts_processed, report.accounts_failed) == (2, 1)
+    assert (report.failed_users, report.ok) == (("b",), False)
+    assert await own.count_due(sub_clock.now) == 1
+    monkeypatch.setattr(Book, "settle", real)
+    assert (await job.run()).accounts_processed == 1
+
+
+async def test_bad_arguments(make: Maker, sub_clock: ManualClock) -> None:
+    _, job = make()
+    with pytest.raises(InvalidRequest):
+        await job.run(now=datetime(2027, 1, 1))  # naive
+    with pytest.raises(InvalidRequest):
+        await job.run(now=sub_clock.now + timedelta(seconds=1))
+    for size in (0, 10_001, True, 2.0):
+        with pytest.raises(InvalidRequest):
+            await job.run(batch_size=size)  # type: ignore[arg-type]
+    future = await job.run(now=sub_clock.now + timedelta(days=400), dry_run=True)
+    assert future.dry_run
+    with pytest.raises(RuntimeError, match="event loop"):
+        job.run_sync()
+
+
+def test_run_sync_twice_in_fresh_loops(tmp_path: object) -> None:
+    storage = SQLAlchemyStorage(f"sqlite+aiosqlite:///{tmp_path}/sync.db")
+    clock = ManualClock(ANCHOR)
+    ledger = CreditLedger(storage, clock=clock)
+
+    async def setup() -> None:
+        await storage.migrate()
+        await ledger.subscribe("u", monthly_credits=10)
+        await storage.close()
+
+    asyncio.run(setup())
+    job = ResetJob(storage, clock=clock)
+    clock.set(P(1))
+    assert job.run_sync().accounts_renewed == 1
+    clock.set(P(2))
+    assert job.run_sync().accounts_renewed == 1
+    assert job.run_sync().accounts_processed == 0
