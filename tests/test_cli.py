@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from prpm_playground.cli import main
+from prpm_playground import CreditLedger, CreditPolicy, ResetReport, SQLAlchemyStorage
+from prpm_playground.cli import _progress, main
 from prpm_playground.storage.sql.migrate import head_revision
+from prpm_playground.testing import ManualClock
 
 from .conftest import PG_URL, Backend
 
@@ -91,3 +95,74 @@ def test_quickstart_runs(tmp_path: Path, repo_root: Path) -> None:
         assert done.returncode == 0, done.stderr
         assert "available=98 held=0 total=98" in done.stdout
         assert "verify(): ledger consistent" in done.stdout
+
+
+def _subscribed_database(path: Path, users: int, policy: CreditPolicy | None = None) -> str:
+    """A migrated SQLite file with ``users`` subscribers anchored at ANCHOR."""
+    url = f"sqlite+aiosqlite:///{path}"
+
+    async def seed() -> None:
+        storage = SQLAlchemyStorage(url)
+        await storage.migrate()
+        ledger = CreditLedger(storage, policy=policy, clock=ManualClock(ANCHOR))
+        for i in range(users):
+            await ledger.subscribe(f"u{i}", monthly_credits=100)
+        await storage.close()
+
+    asyncio.run(seed())
+    return url
+
+
+ANCHOR = datetime(2026, 3, 1, tzinfo=UTC)
+AFTER = "2026-04-01T00:30:00+00:00"
+
+
+def test_reset_run_dry_then_real(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = _subscribed_database(tmp_path / "r.db", 3)
+    args = ["reset", "run", "--url", url, "--now", AFTER, "--batch-size", "2"]
+    assert main([*args, "--dry-run"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.startswith("dry run: would settle 3 accounts as of 2026-04-01T00:30:00+00:00")
+    assert "3 renewed (3 periods), 300 monthly credits granted" in out
+    assert main(args) == 0
+    assert capsys.readouterr().out.startswith("settled 3 accounts")  # the dry run wrote nothing
+    assert main(args) == 0
+    assert capsys.readouterr().out.startswith("settled 0 accounts")
+
+
+def test_reset_run_uses_the_apps_policy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "hostapp.py").write_text(
+        "from prpm_playground import CreditPolicy\nPOLICY = CreditPolicy(rollover_cap=7)\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    url = _subscribed_database(tmp_path / "p.db", 1)
+    assert main(["reset", "run", "--url", url, "--now", AFTER, "--policy", "hostapp:POLICY"]) == 0
+    assert "7 rolled over" in capsys.readouterr().out
+    assert main(["reset", "run", "--url", url, "--policy", "hostapp:MISSING"]) == 1
+    assert "is not a CreditPolicy" in capsys.readouterr().err
+
+
+def test_reset_run_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+    assert main(["reset", "run", "--url", url]) == 1  # not migrated
+    assert "prpm-playground db upgrade" in capsys.readouterr().err
+    for bad in (["--now", "2026-04-01T00:00:00"], ["--now", "soon"], ["--batch-size", "0"]):
+        with pytest.raises(SystemExit) as caught:
+            main(["reset", "run", "--url", url, *bad])
+        assert caught.value.code == 2
+    future = _subscribed_database(tmp_path / "f.db", 1)
+    assert main(["reset", "run", "--url", future, "--now", "2999-01-01T00:00:00Z"]) == 1
+    assert "future" in capsys.readouterr().err
+
+
+def test_progress_bar_on_a_terminal() -> None:
+    stream = io.StringIO()
+    show = _progress(stream, 4)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    show(ResetReport(now=now, dry_run=False, accounts_processed=2))
+    show(ResetReport(now=now, dry_run=False, accounts_processed=4))
+    assert stream.getvalue() == (
+        "\r[" + "#" * 15 + "." * 15 + "] 2/4 accounts\r[" + "#" * 30 + "] 4/4 accounts"
+    )
