@@ -210,3 +210,45 @@ async def test_failed_write_leaves_nothing(bare: CreditLedger, storage: SQLAlche
     with pytest.raises(Exception, match=r"(?i)check|constraint"):
         await broken()
     assert await storage.audit("rollback-user") is None
+
+
+async def test_sqlite_driver_writes_store_what_sqlalchemy_stores(tmp_path: Any) -> None:
+    """The fast SQLite executemany stores every value exactly as SQLAlchemy's would."""
+    from datetime import UTC, datetime, timedelta
+
+    from prpm_playground._book import Book
+    from prpm_playground.periods import month_number
+    from prpm_playground.storage.base import AccountState, SubscriptionRecord
+    from prpm_playground.storage.sql.ledger_store import write_rows
+
+    at = datetime(2027, 1, 31, 9, 30, tzinfo=UTC)  # whole seconds: formats differ most
+    book = Book(AccountState(user_id="u", created=True, grants=(), holds=()), at)
+    book.add_grant("purchased", 7, priority=40, expires_at=at + timedelta(days=3), description="p")
+    book.hold(3, expires_at=at + timedelta(minutes=5), idempotency_key="k", request_hash="h" * 64)
+    book.spend(2, description="s", idempotency_key="s", request_hash="s" * 64)
+    book.subscription = SubscriptionRecord(
+        anchor=at, monthly_credits=5, last_period=month_number(at)
+    )
+    book._subscription_changed = True
+    changes = book.finish()
+
+    dumps = []
+    for fast in (False, True):
+        storage = SQLAlchemyStorage(f"sqlite+aiosqlite:///{tmp_path}/{fast}.db")
+        await storage.migrate()
+        async with storage.account("u", write=True) as unit:
+            account_id = unit.account_id  # type: ignore[attr-defined]
+        sql = storage._sql
+        async with storage._tx.begin(write=True) as conn:
+            many = {"run_many": sql.driver_many} if fast else {}
+            await write_rows(conn, sql, [(account_id, changes)], **many)  # type: ignore[arg-type]
+        async with storage.engine.connect() as conn:
+            # Every column but the account's own created_at (the wall clock).
+            tables = ("grants", "holds", "entries", "idempotency_keys")
+            dumps.append(
+                [list(await conn.exec_driver_sql(f"SELECT * FROM prpm_{t}")) for t in tables]
+                + [list(await conn.exec_driver_sql("SELECT sub_anchor, due_at FROM prpm_accounts"))]
+            )
+        await storage.close()
+    assert dumps[0] == dumps[1]
+    assert "2027-01-31 09:30:00.000000" in str(dumps[0])

@@ -18,7 +18,7 @@ from ._ids import new_id
 from .config import DEFAULT_PRIORITIES, GRANT_KINDS, GrantKind
 from .errors import InsufficientCredits, InvalidRequest
 from .models import Draw, EntryType
-from .periods import month_number, period_bounds, period_index, period_start
+from .periods import _index_of, _shift
 from .storage.base import (
     AccountRow,
     AccountState,
@@ -40,6 +40,32 @@ def spend_order(grant: GrantRecord) -> tuple[int, bool, datetime, datetime, str]
         grant.expires_at or _NEVER,
         grant.created_at,
         grant.id,
+    )
+
+
+def _month(instant: datetime) -> int:
+    """``periods.month_number`` of an aware UTC instant, unchecked."""
+    return instant.year * 12 + instant.month - 1
+
+
+def _start(sub: SubscriptionRecord, period: int) -> datetime:
+    """When absolute period ``period`` of ``sub`` begins."""
+    return _shift(sub.anchor, period - _month(sub.anchor))
+
+
+def _with_remaining(grant: GrantRecord, remaining: int) -> GrantRecord:
+    # dataclasses.replace costs several times this, on every spend.
+    return GrantRecord(
+        grant.id,
+        grant.kind,
+        grant.amount,
+        remaining,
+        grant.priority,
+        grant.effective_at,
+        grant.expires_at,
+        grant.created_at,
+        grant.description,
+        grant.period,
     )
 
 
@@ -102,7 +128,7 @@ class Book:
 
     def current_period(self, sub: SubscriptionRecord) -> int:
         """The absolute number of the period of ``sub`` containing now."""
-        return month_number(sub.anchor) + period_index(sub.anchor, self.now)
+        return _month(sub.anchor) + _index_of(sub.anchor, self.now)
 
     def allowance(self) -> tuple[GrantRecord | None, datetime] | None:
         """The current period's allowance grant (None if it granted nothing) and its end.
@@ -119,8 +145,7 @@ class Book:
             (g for g in self.grants.values() if g.kind == "monthly" and g.period == period),
             None,
         )
-        end = period_start(sub.anchor, period - month_number(sub.anchor) + 1)
-        return grant, end
+        return grant, _start(sub, period + 1)
 
     def start_subscription(
         self, anchor: datetime, credits: int, *, priority: int, after: int | None
@@ -130,8 +155,8 @@ class Book:
         ``after`` is the last period of a previous subscription: the new one
         must begin later, so no period is ever numbered twice.
         """
-        first = month_number(anchor)
-        period = first + period_index(anchor, self.now)
+        first = _month(anchor)
+        period = first + _index_of(anchor, self.now)
         if after is not None and period <= after:
             raise InvalidRequest(
                 "the new subscription's current period overlaps the previous one; anchor it later"
@@ -139,7 +164,7 @@ class Book:
         self._set_subscription(
             SubscriptionRecord(anchor=anchor, monthly_credits=credits, last_period=period)
         )
-        end = period_start(anchor, period - first + 1)
+        end = _shift(anchor, period - first + 1)
         self.add_grant(
             "monthly",
             credits,
@@ -208,7 +233,7 @@ class Book:
         if sub is not None:
             due = min(self.current_period(sub), _last_allowance(sub) + 1)
             for period in range(sub.last_period + 1, due + 1):
-                start = period_start(sub.anchor, period - month_number(sub.anchor))
+                start = _start(sub, period)
                 heapq.heappush(events, (start, 1, next(counter), str(period)))
         while events:
             at, what, _, ident = heapq.heappop(events)
@@ -229,7 +254,7 @@ class Book:
         """Period ``period`` begins: roll the last allowance over, grant the next."""
         sub = self.subscription
         assert sub is not None
-        start, end = period_bounds(sub.anchor, period - month_number(sub.anchor))
+        start, end = _start(sub, period), _start(sub, period + 1)
         created: list[GrantRecord] = []
         if sub.active_in(period):
             previous = next(
@@ -254,7 +279,16 @@ class Book:
                             period=period,
                         )
                     )
-        self._set_subscription(replace(sub, last_period=period))
+        self._set_subscription(
+            SubscriptionRecord(
+                sub.anchor,
+                sub.monthly_credits,
+                period,
+                sub.ends_after,
+                sub.next_credits,
+                sub.next_from,
+            )
+        )
         return created
 
     def _set_subscription(self, sub: SubscriptionRecord) -> None:
@@ -278,7 +312,7 @@ class Book:
         times.extend(h.expires_at for h in self.holds.values() if h.status == "active")
         sub = self.subscription
         if sub is not None and sub.last_period + 1 <= _last_allowance(sub) + 1:
-            times.append(period_start(sub.anchor, sub.last_period + 1 - month_number(sub.anchor)))
+            times.append(_start(sub, sub.last_period + 1))
         return min(times, default=None)
 
     def finish(self) -> Changes:
@@ -459,7 +493,7 @@ class Book:
 
     def _set_remaining(self, grant_id: str, remaining: int) -> None:
         grant = self.grants[grant_id]
-        self.grants[grant_id] = replace(grant, remaining=remaining)
+        self.grants[grant_id] = _with_remaining(grant, remaining)
         if any(g.id == grant_id for g in self.changes.new_grants):
             self.changes.new_grants = [
                 self.grants[g.id] if g.id == grant_id else g for g in self.changes.new_grants

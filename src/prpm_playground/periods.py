@@ -25,12 +25,22 @@ def add_months(anchor: datetime, months: int) -> datetime:
     """
     if isinstance(months, bool) or not isinstance(months, int):
         raise InvalidRequest("months must be an int")
-    anchor = as_utc(anchor, name="anchor")
+    return _shift(as_utc(anchor, name="anchor"), months)
+
+
+def _shift(anchor: datetime, months: int) -> datetime:
+    """``add_months`` without checking its arguments: ``anchor`` must be aware UTC.
+
+    For the money rules' inner loops, whose anchors come from storage or
+    from a checked call.
+    """
     index = anchor.month - 1 + months
     year, month = anchor.year + index // 12, index % 12 + 1
     if not 1 <= year <= 9999:
         raise InvalidRequest("period out of the supported date range")
-    day = min(anchor.day, calendar.monthrange(year, month)[1])
+    day = anchor.day
+    if day > 28:
+        day = min(day, calendar.monthrange(year, month)[1])
     return anchor.replace(year=year, month=month, day=day)
 
 
@@ -48,14 +58,17 @@ def period_bounds(anchor: datetime, n: int) -> tuple[datetime, datetime]:
 
 def period_index(anchor: datetime, at: datetime) -> int:
     """The number of the period containing ``at``, or -1 if ``at`` is before ``anchor``."""
-    anchor = as_utc(anchor, name="anchor")
-    at = as_utc(at, name="at")
+    return _index_of(as_utc(anchor, name="anchor"), as_utc(at, name="at"))
+
+
+def _index_of(anchor: datetime, at: datetime) -> int:
+    """``period_index`` without checking its arguments (both aware UTC)."""
     if at < anchor:
         return -1
     # The calendar month difference is right or one too many (when ``at``
     # falls earlier in its month than the clamped anchor day and time).
     n = (at.year - anchor.year) * 12 + (at.month - anchor.month)
-    if add_months(anchor, n) > at:
+    if _shift(anchor, n) > at:
         n -= 1
     return n
 

@@ -10,9 +10,10 @@ batch, each batch one transaction.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
@@ -22,13 +23,14 @@ from ._clock import Clock, as_utc, read_clock, utc_now
 from ._validation import check_int
 from .config import CreditPolicy
 from .errors import InvalidRequest
-from .storage.base import AccountState, Changes, GrantRecord, ResetStorage
+from .storage.base import AccountState, Changes, DueBatch, ResetStorage
 
 __all__ = ["ResetJob", "ResetReport"]
 
 logger = logging.getLogger(__name__)
 
 MAX_BATCH_SIZE = 10_000
+_PIPELINE = 2  # batches in flight
 _FAILED_SHOWN = 100
 
 
@@ -150,27 +152,45 @@ class ResetJob:
         check_int(batch_size, "batch_size", minimum=1, maximum=MAX_BATCH_SIZE)
         started = time.perf_counter()
         totals = _Tally()
-        after: object | None = None
-        while True:
-            async with self._storage.due(
-                at, limit=batch_size, after=after, write=not dry_run
-            ) as batch:
-                if not batch.states:
-                    break
-                tally = _Tally()
-                books = await self._settle_all(batch.states, batch.get_grants, at)
-                changes: list[Changes | None] = []
-                for state, book in zip(batch.states, books, strict=True):
-                    changes.append(None if book is None else tally.add(state, book))
-                    if book is None:
-                        tally.fail(state.user_id)
-                if not dry_run:
-                    await batch.apply(changes)
-                after = batch.cursor
-            # Counted only once the batch has committed.
-            totals.merge(tally)
-            if on_batch is not None:
-                on_batch(totals.report(at, dry_run, time.perf_counter() - started))
+        # Batches go through a small pipeline: while one batch's rows are
+        # written and committed, the next is read and computed, so the
+        # database and Python work at the same time. Batches are opened one
+        # at a time, each after the previous one's last account.
+        position: list[object | None] = [None]
+        finished = False
+        opening = asyncio.Lock()
+
+        async def worker() -> None:
+            nonlocal finished
+            while True:
+                async with contextlib.AsyncExitStack() as stack:
+                    async with opening:
+                        if finished:
+                            return
+                        batch = await stack.enter_async_context(
+                            self._storage.due(
+                                at, limit=batch_size, after=position[0], write=not dry_run
+                            )
+                        )
+                        if not batch.states:
+                            finished = True
+                            return
+                        position[0] = batch.cursor
+                    tally = await self._settle_batch(batch, at)
+                    if not dry_run:
+                        await batch.apply(tally.changes)
+                # Counted only once the batch has committed.
+                totals.merge(tally)
+                if on_batch is not None:
+                    on_batch(totals.report(at, dry_run, time.perf_counter() - started))
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(_PIPELINE):
+                    group.create_task(worker())
+        except BaseExceptionGroup as failure:
+            # Callers get the error itself, as from any other call.
+            raise failure.exceptions[0] from None
         report = totals.report(at, dry_run, time.perf_counter() - started)
         logger.info("reset job: %s", report.summary())
         return report
@@ -202,34 +222,30 @@ class ResetJob:
 
         return asyncio.run(run_and_release())
 
-    async def _settle_all(
-        self,
-        states: Sequence[AccountState],
-        get_grants: Callable[[Sequence[str]], Awaitable[list[GrantRecord]]],
-        at: datetime,
-    ) -> list[Book | None]:
-        """A settled book per account (None where settling raised).
+    async def _settle_batch(self, batch: DueBatch, at: datetime) -> _Tally:
+        """Settle every account of a batch as of ``at``; the changes are in the tally.
 
         The same steps as the ledger's own settling of one account, with the
-        grants that lapsed holds need fetched for the whole batch at once.
+        grants that lapsed holds need fetched for the whole batch at once. An
+        account whose settling raises is logged and left as it is.
         """
-        books = [Book(state, at) for state in states]
-        wanted = {book: book.missing_grants() for book in books}
-        missing = sorted(set().union(*wanted.values()))
+        books = [Book(state, at) for state in batch.states]
+        wanted = [book.missing_grants() for book in books]
+        missing = sorted(set().union(*wanted))
         if missing:
-            fetched = {g.id: g for g in await get_grants(missing)}
-            for book, ids in wanted.items():
+            fetched = {g.id: g for g in await batch.get_grants(missing)}
+            for book, ids in zip(books, wanted, strict=True):
                 book.load([fetched[i] for i in ids if i in fetched])
-        settled: list[Book | None] = []
-        for state, book in zip(states, books, strict=True):
+        tally = _Tally()
+        for state, book in zip(batch.states, books, strict=True):
             try:
                 book.settle(self.policy.rollover_cap, self.policy.priorities)
             except Exception:
                 logger.exception("reset job: could not settle the account of %r", state.user_id)
-                settled.append(None)
+                tally.fail(state.user_id)
             else:
-                settled.append(book)
-        return settled
+                tally.add(state, book)
+        return tally
 
 
 class _Tally:
@@ -251,9 +267,11 @@ class _Tally:
             0,
         )
         self.failed: list[str] = []
+        self.changes: list[Changes | None] = []  # one per account, None if it failed
 
-    def add(self, state: AccountState, book: Book) -> Changes:
+    def add(self, state: AccountState, book: Book) -> None:
         changes = book.finish()
+        self.changes.append(changes)
         c = self.counts
         c["accounts_processed"] += 1
         before, after = state.subscription, book.subscription
@@ -271,9 +289,9 @@ class _Tally:
         carried = sum(g.amount for g in changes.new_grants if g.kind == "rollover")
         c["credits_expired"] += expired - carried
         c["holds_released"] += sum(h.status == "expired" for h in changes.updated_holds)
-        return changes
 
     def fail(self, user_id: str) -> None:
+        self.changes.append(None)
         self.counts["accounts_failed"] += 1
         self.failed.append(user_id)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, or_, select, tuple_
@@ -21,8 +22,8 @@ from sqlalchemy.sql.elements import BindParameter, TextClause
 
 from ..base import AccountState, Changes, GrantRecord, HoldRecord
 from .ledger_store import LedgerStatements, write_rows
-from .postgres import SETTLE_CHANGES, build_write, expected_rows, write_params
-from .records import to_grant, to_hold, to_subscription
+from .postgres import build_write, expected_rows, write_params
+from .records import entry_row, grant_row, to_grant, to_hold, to_subscription
 from .tables import Id, Tables, UTCDateTime
 
 
@@ -69,9 +70,13 @@ class DueStatements:
             ),
         )
         self.holds = select(h).where(h.c.account_id.in_(ids), h.c.status == "active")
+        # PostgreSQL: new grants and entries go in by COPY (binary, in order,
+        # so entries keep their sequence); the updates in one statement.
         self.write: TextClause | None = (
-            build_write(t, SETTLE_CHANGES, batch=True) if postgres else None
+            build_write(t, ("account", "remaining", "settled"), batch=True) if postgres else None
         )
+        self.grant_columns = [c.name for c in t.grants.columns]
+        self.entry_columns = [c.name for c in t.entries.columns if c.name != "seq"]
 
     async def open(
         self,
@@ -160,11 +165,32 @@ class SQLDueBatch:
         items = [(a, c) for a, c in zip(self._ids, changes, strict=True) if c]
         if not items:
             return
-        if self._sql.write is None:
-            await write_rows(self._conn, self._sql.ledger, items)
+        sql = self._sql
+        if sql.write is None:
+            await write_rows(self._conn, sql.ledger, items, sql.ledger.driver_many)
             return
-        params = write_params(self._sql.tables, items, batch=True)
-        written = (await self._conn.execute(self._sql.write, params)).scalar()
+        driver: Any = (await self._conn.get_raw_connection()).driver_connection
+        written = 0
+        for table, columns, rows in (
+            (
+                sql.tables.grants,
+                sql.grant_columns,
+                [grant_row(x, a) for a, c in items for x in c.new_grants],
+            ),
+            (
+                sql.tables.entries,
+                sql.entry_columns,
+                [entry_row(x, a) for a, c in items for x in c.new_entries],
+            ),
+        ):
+            if rows:
+                pick = itemgetter(*columns)
+                status = await driver.copy_records_to_table(
+                    table.name, records=[pick(r) for r in rows], columns=columns
+                )
+                written += int(status.split()[-1])
+        params = write_params(sql.tables, items, batch=True)
+        written += (await self._conn.execute(sql.write, params)).scalar() or 0
         expected = sum(expected_rows(c) for _, c in items)
         if written != expected:
             # Rolls the whole batch back: no account is half-written.

@@ -9,6 +9,7 @@ busy polling. PostgreSQL: ordinary transactions; writers lock the account row.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -80,6 +81,28 @@ def configure(engine: AsyncEngine) -> None:
     setattr(engine.sync_engine, _CONFIGURED, True)
 
 
+class LoopLock:
+    """An asyncio lock per event loop.
+
+    An ``asyncio.Lock`` belongs to the loop it first waited in; a storage
+    may serve one loop after another (``ResetJob.run_sync`` runs each call in
+    a fresh one), so each loop gets its own.
+    """
+
+    def __init__(self) -> None:
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def get(self) -> asyncio.Lock:
+        """The lock of the running loop."""
+        loop = asyncio.get_running_loop()
+        lock = self._locks.get(loop)
+        if lock is None:
+            lock = self._locks[loop] = asyncio.Lock()
+        return lock
+
+
 class Transactions:
     """Opens transactions with the dialect's locking rules."""
 
@@ -87,7 +110,7 @@ class Transactions:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._memory = self.dialect == "sqlite" and is_memory(engine.url.database)
-        self._writer = asyncio.Lock() if self.dialect == "sqlite" else None
+        self._writer = LoopLock() if self.dialect == "sqlite" else None
 
     @property
     def is_postgres(self) -> bool:
@@ -98,7 +121,7 @@ class Transactions:
     async def begin(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
         """A transaction that commits on success and rolls back on error."""
         if self._writer is not None and (write or self._memory):
-            async with self._writer, self._begin(write=write) as conn:
+            async with self._writer.get(), self._begin(write=write) as conn:
                 yield conn
         else:
             async with self._begin(write=write) as conn:

@@ -189,8 +189,6 @@ ALL_CHANGES = (
 # updates grants and appends entries and keys: a statement with just those
 # parts spares encoding and running the empty rest.
 SPEND_CHANGES = ("remaining", "new_entries", "new_keys")
-# What settling due accounts can change: no holds or keys are created.
-SETTLE_CHANGES = ("account", "new_grants", "remaining", "settled", "new_entries")
 
 
 def build_write(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -19,7 +18,7 @@ from ...errors import InvalidRequest, SchemaMismatch
 from ..base import EntryRecord, GrantRecord, HoldRecord
 from . import migrate as migrations
 from .due import DueStatements, SQLDueBatch
-from .engine import DEFAULT_URL, Transactions, configure, create_engine
+from .engine import DEFAULT_URL, LoopLock, Transactions, configure, create_engine
 from .ledger_store import LedgerStatements, SQLiteExecutor, SQLLedgerUnit, open_unit
 from .postgres import PostgresExecutor, PostgresStatements, driver_transaction
 from .records import to_entry, to_grant, to_hold
@@ -82,7 +81,7 @@ class SQLAlchemyStorage:
         )
         self._due = DueStatements(self.tables, self._sql, postgres=self._tx.is_postgres)
         self._schema_checked = False
-        self._schema_lock = asyncio.Lock()
+        self._schema_lock = LoopLock()
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -124,7 +123,7 @@ class SQLAlchemyStorage:
     async def _check_schema(self) -> None:
         if self._schema_checked:
             return
-        async with self._schema_lock:
+        async with self._schema_lock.get():
             if self._schema_checked:
                 return
             revision = await self.current_revision()
