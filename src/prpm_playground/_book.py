@@ -84,6 +84,7 @@ class Book:
         self.holds: dict[str, HoldRecord] = {h.id: h for h in state.holds}
         self.due_at = state.due_at
         self.changes = Changes()
+        self._created: set[str] = set()  # ids of grants in changes.new_grants
         self._subscription_changed = False
 
     def missing_grants(self, holds: list[HoldRecord] | None = None) -> set[str]:
@@ -108,7 +109,11 @@ class Book:
     def available(self, at: datetime | None = None) -> int:
         """Credits spendable at ``at``: the remaining of grants live then."""
         at = at or self.now
-        return sum(g.remaining for g in self.grants.values() if is_live(g, at))
+        total = 0
+        for g in self.grants.values():  # is_live, inlined: this runs for every entry
+            if g.effective_at <= at and (g.expires_at is None or at < g.expires_at):
+                total += g.remaining
+        return total
 
     def held(self) -> int:
         """Credits parked in active holds."""
@@ -375,6 +380,7 @@ class Book:
         )
         self.grants[grant.id] = grant
         self.changes.new_grants.append(grant)
+        self._created.add(grant.id)
         self.add_entry(
             kind,
             amount,
@@ -494,7 +500,7 @@ class Book:
     def _set_remaining(self, grant_id: str, remaining: int) -> None:
         grant = self.grants[grant_id]
         self.grants[grant_id] = _with_remaining(grant, remaining)
-        if any(g.id == grant_id for g in self.changes.new_grants):
+        if grant_id in self._created:
             self.changes.new_grants = [
                 self.grants[g.id] if g.id == grant_id else g for g in self.changes.new_grants
             ]

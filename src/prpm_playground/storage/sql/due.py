@@ -11,7 +11,7 @@ trips of a unit of work each.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from operator import itemgetter
 from typing import Any
@@ -62,7 +62,9 @@ class DueStatements:
         ids: BindParameter[list[int]] = bindparam("ids", expanding=True)
         # The same rows a unit of work reads for one account (see ledger_store).
         last_period = select(acc.c.sub_last_period).where(acc.c.id == g.c.account_id)
-        self.grants = select(g).where(
+        # Columns in GrantRecord's field order, so a row builds one positionally.
+        grant_columns = [g.c[f.name] for f in fields(GrantRecord)]
+        self.grants = select(g.c.account_id, *grant_columns).where(
             g.c.account_id.in_(ids),
             or_(
                 g.c.remaining > 0,
@@ -105,7 +107,7 @@ class DueStatements:
         holds: dict[int, list[HoldRecord]] = {i: [] for i in ids}
         if ids:
             for row in await conn.execute(self.grants, {"ids": ids}):
-                grants[row.account_id].append(to_grant(row))
+                grants[row[0]].append(GrantRecord(*row[1:]))
             for row in await conn.execute(self.holds, {"ids": ids}):
                 holds[row.account_id].append(to_hold(row))
         states = [
