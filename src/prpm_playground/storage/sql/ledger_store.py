@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from sqlalchemy import (
@@ -433,7 +434,7 @@ class DriverMany:
 
     def __init__(self, dialect: Dialect) -> None:
         self._dialect = dialect
-        self._plans: dict[tuple[int, tuple[str, ...]], tuple[str, list[_Column]]] = {}
+        self._plans: dict[tuple[int, tuple[str, ...]], _Plan] = {}
 
     async def __call__(
         self, conn: AsyncConnection, statement: Executable, rows: list[dict[str, Any]]
@@ -441,27 +442,46 @@ class DriverMany:
         keys = tuple(rows[0])
         plan = self._plans.get((id(statement), keys))
         if plan is None:
-            compiled = cast(
-                SQLCompiler,
-                statement.compile(dialect=self._dialect, column_keys=list(keys)),  # type: ignore[attr-defined]
-            )
-            plan = (
-                str(compiled),
-                [
-                    (name, _processor(compiled.binds[name].type, self._dialect))
-                    for name in compiled.positiontup or ()
-                ],
-            )
-            self._plans[(id(statement), keys)] = plan
-        text, columns = plan
-        params = [
-            tuple(row[name] if process is None else process(row[name]) for name, process in columns)
-            for row in rows
-        ]
+            plan = self._plans[(id(statement), keys)] = self._plan(statement, keys)
+        text, pick, processed = plan
+        params: list[tuple[Any, ...]]
+        if processed:
+            # Rows of a batch share instants (a period's start and end): each
+            # distinct value is processed once per call.
+            memo: dict[tuple[int, Any], Any] = {}
+            params = []
+            for row in rows:
+                values = list(pick(row))
+                for i, process in processed:
+                    value = values[i]
+                    done = memo.get((i, value), _MISSING)
+                    if done is _MISSING:
+                        done = memo[(i, value)] = process(value)
+                    values[i] = done
+                params.append(tuple(values))
+        else:
+            params = [pick(row) for row in rows]
         return await conn.exec_driver_sql(text, params)
 
+    def _plan(self, statement: Executable, keys: tuple[str, ...]) -> _Plan:
+        compiled = cast(
+            SQLCompiler,
+            statement.compile(dialect=self._dialect, column_keys=list(keys)),  # type: ignore[attr-defined]
+        )
+        names = list(compiled.positiontup or ())
+        processors = [_processor(compiled.binds[name].type, self._dialect) for name in names]
+        # itemgetter of one name returns the value, not a 1-tuple.
+        getter = itemgetter(*names) if len(names) > 1 else (lambda row: (row[names[0]],))
+        processed = [(i, p) for i, p in enumerate(processors) if p is not None]
+        return str(compiled), getter, processed
 
-_Column = tuple[str, "_BindProcessorType[Any] | None"]
+
+_MISSING = object()
+_Plan = tuple[
+    str,
+    "Callable[[dict[str, Any]], tuple[Any, ...]]",
+    "list[tuple[int, _BindProcessorType[Any]]]",
+]
 
 
 def _processor(type_: TypeEngine[Any], dialect: Dialect) -> _BindProcessorType[Any] | None:
