@@ -22,7 +22,7 @@ left them: a monthly allowance of 100 partly spent, and for some an old
 rollover and purchased credits, with the matching journal.
 
 The per-account loops are timed on up to ``--naive-limit`` accounts each
-(default 5,000; the naive loop on the first, the ledger's path on the next);
+(default 3,000; the naive loop on the first, the ledger's path on the next);
 at 100,000 their totals are those rates times 100,000, printed as an
 extrapolation. Each is one transaction per account, so it grows linearly.
 ``--naive-limit 0`` times them on every account (half each).
@@ -321,7 +321,7 @@ async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10000,100000", help="comma-separated account counts")
     parser.add_argument(
-        "--naive-limit", type=int, default=5_000, help="accounts per loop; 0: half each"
+        "--naive-limit", type=int, default=3_000, help="accounts per loop; 0: half each"
     )
     parser.add_argument("--only", choices=("sqlite", "pg"), help="run one backend")
     args = parser.parse_args()

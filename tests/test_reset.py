@@ -19,6 +19,7 @@ from prpm_playground import (
 )
 from prpm_playground._book import Book
 from prpm_playground.periods import period_start
+from prpm_playground.storage.sql.due import SQLDueBatch
 from prpm_playground.testing import ManualClock
 
 from .conftest import Backend
@@ -293,3 +294,36 @@ def test_run_sync_twice_in_fresh_loops(tmp_path: object) -> None:
     clock.set(P(2))
     assert job.run_sync().accounts_renewed == 1
     assert job.run_sync().accounts_processed == 0
+
+
+async def test_a_run_that_dies_half_way_loses_nothing(
+    make: Maker, own: SQLAlchemyStorage, sub_clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger, job = make()
+    users = [f"u{i}" for i in range(12)]
+    for user in users:
+        await ledger.subscribe(user, monthly_credits=20)
+    sub_clock.set(P(1))
+    real = SQLDueBatch.apply
+    calls = 0
+
+    async def dies_on_the_third_batch(self: SQLDueBatch, changes: object) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise ConnectionError("database went away")
+        await real(self, changes)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SQLDueBatch, "apply", dies_on_the_third_batch)
+    with pytest.raises(ConnectionError):
+        await job.run(batch_size=3)
+    left = await own.count_due(sub_clock.now)
+    assert 0 < left < len(users)  # some batches committed whole, the rest stayed due
+    monkeypatch.setattr(SQLDueBatch, "apply", real)
+    report = await job.run(batch_size=3)
+    assert report.accounts_processed == left
+    for user in users:  # every account renewed exactly once
+        balance = await ledger.balance(user)
+        assert (balance.breakdown["monthly"], balance.breakdown["rollover"]) == (20, 20)
+        assert len((await ledger.history(user, types=["monthly"])).entries) == 2
+        await ledger.verify(user)

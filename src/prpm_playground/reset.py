@@ -135,7 +135,8 @@ class ResetJob:
             now: Settle as of this aware instant; default the clock. It may
                 not be later than the clock, except for a dry run.
             batch_size: Accounts per batch, 1 to 10,000. Ledger calls on an
-                account wait while a batch holding it commits.
+                account wait while a batch holding it commits (on SQLite, every
+                write waits: the database has one writer).
             dry_run: Compute and report everything, write nothing.
             on_batch: Called after each batch with the totals so far.
 

@@ -270,10 +270,19 @@ class DriverStatement:
         )
         self.sql = str(compiled)
         self.order = list(compiled.positiontup or ())
+        # Literals in the statement (``remaining > 0``) are parameters too.
+        self.fixed = {
+            name: bind.value
+            for name, bind in compiled.binds.items()
+            if not bind.required and bind.callable is None
+        }
 
     def args(self, params: dict[str, Any]) -> list[Any]:
         """Positional arguments, in the order the compiled SQL numbers them."""
-        return [params[name] for name in self.order]
+        fixed = self.fixed
+        if not fixed:
+            return [params[name] for name in self.order]
+        return [params[name] if name in params else fixed[name] for name in self.order]
 
 
 class PostgresStatements:

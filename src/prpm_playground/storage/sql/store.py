@@ -162,8 +162,16 @@ class SQLAlchemyStorage:
     ) -> AsyncIterator[SQLDueBatch]:
         """Open a batch of due accounts (see ``ResetStorage.due``)."""
         await self._check_schema()
-        async with self._tx.begin(write=write) as conn:
-            yield await self._due.open(conn, now, limit=limit, after=after, write=write)
+        sql = self._due
+        if self._pg is not None:
+            # A transaction even for a dry run, so its reads agree with each other.
+            async with driver_transaction(self.engine, write=True) as driver:
+                yield await sql.open(
+                    sql.executor(driver), now, limit=limit, after=after, write=write
+                )
+        else:
+            async with self._tx.begin(write=write) as conn:
+                yield await sql.open(sql.executor(conn), now, limit=limit, after=after, write=write)
 
     async def count_due(self, now: datetime) -> int:
         """How many accounts are due at ``now``."""
