@@ -7,33 +7,33 @@ made; the random tail keeps them unguessable across processes.
 
 from __future__ import annotations
 
-import base64
 import os
 import threading
 import time
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
-_FROM_RFC4648 = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET.encode())
+# Each random byte becomes one character by its low 5 bits: 256 is a multiple
+# of 32, so every character is uniform and carries 5 bits of entropy.
+_BYTE_TO_CHAR = bytes(_ALPHABET.encode()[b & 31] for b in range(256))
 # Two characters per 10 bits.
 _PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
-_TAIL_BYTES = 10  # 80 random bits: 16 characters
+_TAIL_CHARS = 16  # 80 random bits
 _TAILS_PER_REFILL = 256
 
 _lock = threading.Lock()
 _last_ms = 0
 _seq = 0
 _stamp = ""
-# Random tails are drawn from the OS in bulk and encoded in one C-level pass:
-# per id, the randomness and its encoding were most of an id's cost.
+# Random tails are drawn from the OS in bulk and encoded in one C-level pass
+# (bytes.translate): per id, randomness and its encoding were most of the cost.
 _tails: list[str] = []
 # A forked child must never hand out its parent's remaining tails.
 os.register_at_fork(after_in_child=_tails.clear)
 
 
 def _refill() -> None:
-    text = base64.b32encode(os.urandom(_TAIL_BYTES * _TAILS_PER_REFILL))
-    encoded = text.translate(_FROM_RFC4648).decode()
-    _tails.extend(encoded[i : i + 16] for i in range(0, len(encoded), 16))
+    text = os.urandom(_TAIL_CHARS * _TAILS_PER_REFILL).translate(_BYTE_TO_CHAR).decode()
+    _tails.extend(text[i : i + _TAIL_CHARS] for i in range(0, len(text), _TAIL_CHARS))
 
 
 def _encode_ms(ms: int) -> str:

@@ -42,6 +42,8 @@ from .postgres import DriverStatement, build_write, expected_rows, write_params
 from .records import entry_row, grant_row, load_draws, to_grant, to_subscription
 from .tables import Id, Tables, UTCDateTime
 
+_UPDATES = ("account", "remaining", "settled")
+
 
 @dataclass(frozen=True, slots=True)
 class DueCursor:
@@ -123,9 +125,7 @@ class DueStatements:
             )
             # New grants and entries go in by COPY (binary, in order, so
             # entries keep their sequence); the updates in one statement.
-            self.pg_write = DriverStatement(
-                build_write(t, ("account", "remaining", "settled"), batch=True)
-            )
+            self.pg_write = DriverStatement(build_write(t, _UPDATES, batch=True))
             self.grant_columns = [c.name for c in t.grants.columns]
             self.entry_columns = [c.name for c in t.entries.columns if c.name != "seq"]
 
@@ -262,7 +262,7 @@ class PostgresDue:
                 )
                 written += int(status.split()[-1])
         statement = sql.pg_write
-        params = write_params(sql.tables, items, batch=True)
+        params = write_params(sql.tables, items, batch=True, parts=_UPDATES)
         written += await self._driver.fetchval(statement.sql, *statement.args(params))
         expected = sum(expected_rows(c) for _, c in items)
         if written != expected:

@@ -211,39 +211,54 @@ def _columns(prefix: str, rows: list[dict[str, Any]], table: Table) -> dict[str,
 
 
 def write_params(
-    t: Tables, items: Sequence[tuple[int, Changes]], *, batch: bool = False
+    t: Tables,
+    items: Sequence[tuple[int, Changes]],
+    *,
+    batch: bool = False,
+    parts: tuple[str, ...] = ALL_CHANGES,
 ) -> dict[str, Any]:
     """Array parameters for ``build_write``, from the same row mappings SQLite inserts.
 
-    ``items`` pairs account ids with their changes: exactly one unless ``batch``.
+    ``items`` pairs account ids with their changes: exactly one unless
+    ``batch``. Only the ``parts`` the statement writes are built.
     """
     if not batch and len(items) != 1:
         raise ValueError("a one-account statement writes one account's changes")
-    settled = [x for _, c in items for x in c.updated_holds]
-    remaining = [(k, v) for _, c in items for k, v in c.grant_remaining.items()]
-    params: dict[str, Any] = {
-        **_columns("g", [grant_row(x, a) for a, c in items for x in c.new_grants], t.grants),
-        "r_id": [k for k, _ in remaining],
-        "r_remaining": [v for _, v in remaining],
-        **_columns("h", [hold_row(x, a) for a, c in items for x in c.new_holds], t.holds),
-        "s_id": [x.id for x in settled],
-        "s_status": [x.status for x in settled],
-        "s_captured": [x.captured for x in settled],
-        "s_settled_at": [x.settled_at for x in settled],
-        **_columns("e", [entry_row(x, a) for a, c in items for x in c.new_entries], t.entries),
-        **_columns("k", [row for a, c in items for row in key_rows(c, a)], t.keys),
-    }
-    accounts = [(a, account_row(c.account)) for a, c in items if c.account is not None]
-    if batch:
-        params["a_account_id"] = [a for a, _ in accounts]
-        for name, _ in _ACCOUNT:
-            params[f"a_{name}"] = [row[name] for _, row in accounts]
-    else:
-        ((a, changes),) = items
-        row = account_row(changes.account or AccountRow(subscription=None, due_at=None))
-        params.update({f"a_{name}": value for name, value in row.items()})
-        params["a_set"] = changes.account is not None
-        params["account_id"] = a
+    params: dict[str, Any] = {}
+    if "new_grants" in parts:
+        grants = [grant_row(x, a) for a, c in items for x in c.new_grants]
+        params.update(_columns("g", grants, t.grants))
+    if "remaining" in parts:
+        remaining = [(k, v) for _, c in items for k, v in c.grant_remaining.items()]
+        params["r_id"] = [k for k, _ in remaining]
+        params["r_remaining"] = [v for _, v in remaining]
+    if "new_holds" in parts:
+        holds = [hold_row(x, a) for a, c in items for x in c.new_holds]
+        params.update(_columns("h", holds, t.holds))
+    if "settled" in parts:
+        settled = [x for _, c in items for x in c.updated_holds]
+        params["s_id"] = [x.id for x in settled]
+        params["s_status"] = [x.status for x in settled]
+        params["s_captured"] = [x.captured for x in settled]
+        params["s_settled_at"] = [x.settled_at for x in settled]
+    if "new_entries" in parts:
+        entries = [entry_row(x, a) for a, c in items for x in c.new_entries]
+        params.update(_columns("e", entries, t.entries))
+    if "new_keys" in parts:
+        params.update(_columns("k", [row for a, c in items for row in key_rows(c, a)], t.keys))
+    if "account" in parts:
+        if batch:
+            accounts = [(a, account_row(c.account)) for a, c in items if c.account is not None]
+            params["a_account_id"] = [a for a, _ in accounts]
+            for name, _ in _ACCOUNT:
+                params[f"a_{name}"] = [row[name] for _, row in accounts]
+        else:
+            ((_, changes),) = items
+            row = account_row(changes.account or AccountRow(subscription=None, due_at=None))
+            params.update({f"a_{name}": value for name, value in row.items()})
+            params["a_set"] = changes.account is not None
+    if not batch:
+        params["account_id"] = items[0][0]
     return params
 
 
@@ -338,8 +353,9 @@ class PostgresExecutor:
         spend_shaped = not (
             changes.account or changes.new_grants or changes.new_holds or changes.updated_holds
         )
+        parts = SPEND_CHANGES if spend_shaped else ALL_CHANGES
         statement = self._sql.write_spend if spend_shaped else self._sql.write_all
-        args = statement.args(write_params(self._sql.tables, [(account_id, changes)]))
+        args = statement.args(write_params(self._sql.tables, [(account_id, changes)], parts=parts))
         written = await self._driver.fetchval(statement.sql, *args)
         if written != expected_rows(changes):
             # An update that matched no row means our view of the account was
