@@ -327,3 +327,27 @@ async def test_a_run_that_dies_half_way_loses_nothing(
         assert (balance.breakdown["monthly"], balance.breakdown["rollover"]) == (20, 20)
         assert len((await ledger.history(user, types=["monthly"])).entries) == 2
         await ledger.verify(user)
+
+
+async def test_ledger_calls_during_a_run(
+    make: Maker, own: SQLAlchemyStorage, sub_clock: ManualClock
+) -> None:
+    """Spends on due accounts while the job settles them: each renewal happens once."""
+    ledger, job = make(rollover_cap=0)
+    users = [f"u{i}" for i in range(30)]
+    for user in users:
+        await ledger.subscribe(user, monthly_credits=10)
+    sub_clock.set(P(1) + timedelta(hours=1))
+
+    async def spend_all() -> None:
+        for user in reversed(users):  # meets the job's batches from the other end
+            await ledger.spend(user, 3, idempotency_key="during")
+
+    report, _ = await asyncio.gather(job.run(batch_size=4), spend_all())
+    assert report.accounts_processed <= len(users)
+    assert await own.count_due(sub_clock.now) == 0
+    for user in users:
+        balance = await ledger.balance(user)
+        assert balance.available == 7  # the new allowance, less the spend
+        assert len((await ledger.history(user, types=["monthly"])).entries) == 2
+        await ledger.verify(user)
