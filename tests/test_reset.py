@@ -351,3 +351,26 @@ async def test_ledger_calls_during_a_run(
         assert balance.available == 7  # the new allowance, less the spend
         assert len((await ledger.history(user, types=["monthly"])).entries) == 2
         await ledger.verify(user)
+
+
+async def test_one_allowance_per_period_is_enforced_by_the_database(
+    make: Maker, own: SQLAlchemyStorage, sub_clock: ManualClock
+) -> None:
+    """A writer deciding from a stale read cannot grant a period twice."""
+    ledger, job = make()
+    await ledger.subscribe("u", monthly_credits=10)
+    async with own.account("u", write=False) as unit:
+        stale = unit.state  # read before the renewal
+    sub_clock.set(P(1))
+    assert (await job.run()).accounts_renewed == 1
+
+    async def renew_again() -> None:
+        async with own.account("u", write=True) as unit:
+            book = Book(stale, sub_clock.now)
+            book.settle(200)
+            await unit.apply(book.finish())  # a second monthly grant for period 1
+
+    with pytest.raises(Exception, match=r"grants_period_uq|UNIQUE constraint failed"):
+        await renew_again()
+    assert len((await ledger.history("u", types=["monthly"])).entries) == 2
+    await ledger.verify("u")
