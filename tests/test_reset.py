@@ -374,3 +374,19 @@ async def test_one_allowance_per_period_is_enforced_by_the_database(
         await renew_again()
     assert len((await ledger.history("u", types=["monthly"])).entries) == 2
     await ledger.verify("u")
+
+
+async def test_lapsed_hold_on_a_drained_grant(make: Maker, sub_clock: ManualClock) -> None:
+    """The hold took all of a grant, so the batch must fetch that grant to return it."""
+    ledger, job = make()
+    await ledger.grant("u", 6, kind="purchased", idempotency_key="buy")
+    await ledger.grant(
+        "u", 4, kind="bonus", idempotency_key="gift", expires_at=P(0) + timedelta(days=1)
+    )
+    await ledger.hold("u", 10, idempotency_key="h", ttl=timedelta(hours=2))  # drains both
+    sub_clock.advance(timedelta(days=2))  # the hold lapses, then the bonus expires
+    report = await job.run()
+    assert (report.holds_released, report.credits_expired) == (1, 4)
+    balance = await ledger.balance("u")
+    assert (balance.available, balance.held) == (6, 0)
+    await ledger.verify("u")

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from operator import itemgetter
+from types import SimpleNamespace
 from typing import Any, Protocol
 
 from sqlalchemy import (
@@ -238,7 +239,8 @@ class PostgresDue:
         return await self._fetch(self._sql.pg_holds, {"ids": ids})
 
     async def grants_by_id(self, grant_ids: list[str]) -> list[Any]:
-        return await self._fetch(self._sql.pg_grants_by_id, {"ids": grant_ids})
+        rows = await self._fetch(self._sql.pg_grants_by_id, {"ids": grant_ids})
+        return [SimpleNamespace(**dict(r)) for r in rows]
 
     async def write(self, items: list[tuple[int, Changes]]) -> None:
         sql = self._sql
