@@ -166,3 +166,23 @@ def test_progress_bar_on_a_terminal() -> None:
     assert stream.getvalue() == (
         "\r[" + "#" * 15 + "." * 15 + "] 2/4 accounts\r[" + "#" * 30 + "] 4/4 accounts"
     )
+
+
+def test_reset_run_shows_progress_on_a_terminal(tmp_path: Path) -> None:
+    import pty
+
+    url = _subscribed_database(tmp_path / "tty.db", 5)
+    primary, secondary = pty.openpty()
+    done = subprocess.run(
+        [sys.executable, "-m", "prpm_playground", "reset", "run", "--url", url, "--now", AFTER,
+         "--batch-size", "2"],
+        stdout=subprocess.PIPE,
+        stderr=secondary,
+        text=True,
+    )  # fmt: skip
+    os.close(secondary)
+    shown = os.read(primary, 4096).decode()
+    os.close(primary)
+    assert done.returncode == 0
+    assert done.stdout.startswith("settled 5 accounts")
+    assert "] 5/5 accounts" in shown
