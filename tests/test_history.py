@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import insert, select, update
 
 from prpm_playground import (
     CreditLedger,
@@ -103,3 +104,33 @@ async def test_verify_detects_tampering(
 
 async def test_verify_unknown_user_is_fine(bare: CreditLedger) -> None:
     await bare.verify("nobody-at-all")
+
+
+async def test_verify_checks_release_entries(
+    bare: CreditLedger, storage: SQLAlchemyStorage, user: str
+) -> None:
+    await bare.grant(user, 10, idempotency_key="g")
+    released = await bare.hold(user, 4, idempotency_key="h1")
+    await bare.release(released.id)
+    active = await bare.hold(user, 2, idempotency_key="h2")
+    await bare.verify(user)
+    entries = storage.tables.entries
+    async with storage.engine.begin() as conn:
+        (account_id,) = (
+            await conn.execute(select(entries.c.account_id).where(entries.c.hold_id == released.id))
+        ).one()
+        for n, hold_id in enumerate((released.id, active.id)):  # a second one; one too early
+            await conn.execute(
+                insert(entries).values(
+                    id=f"ent_forged{n}{user[-6:]}",
+                    account_id=account_id,
+                    type="release",
+                    amount=0,
+                    balance_after=4,
+                    created_at=datetime.now(UTC),
+                    hold_id=hold_id,
+                )
+            )
+    with pytest.raises(LedgerInvariantError) as caught:
+        await bare.verify(user)
+    assert sum("release entries" in problem for problem in caught.value.problems) == 2
