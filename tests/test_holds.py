@@ -68,6 +68,11 @@ async def test_capture_zero_charges_nothing(bare: CreditLedger, user: str) -> No
     assert (await bare.capture(hold.id, 0)).status == "captured"
     assert (await bare.balance(user)).available == 100
     assert (await bare.history(user, types=["spend"])).entries == ()
+    (entry,) = (await bare.history(user, types=["release"])).entries  # where the 10 went
+    assert (entry.hold_id, entry.amount, entry.balance_after) == (hold.id, 0, 100)
+    await bare.capture(hold.id, 0)  # a replay writes nothing more
+    assert len((await bare.history(user, types=["release"])).entries) == 1
+    await bare.verify(user)
 
 
 async def test_capture_bounds(bare: CreditLedger, user: str) -> None:

@@ -469,6 +469,8 @@ class Book:
             self.add_entry(
                 "spend", -amount, draws=tuple(charged), hold_id=hold.id, description=description
             )
+        else:  # nothing charged: the journal still says where the credits went
+            self._released(hold, self.now, "Hold captured at 0; credits returned")
         return updated
 
     def release(self, hold: HoldRecord) -> HoldRecord:

@@ -731,9 +731,12 @@ def _audit(
         charged = 0 if capture is None else -capture.amount
         if charged != (h.captured if h.status == "captured" else 0):
             problems.append(f"hold {h.id} ({h.status}, captured {h.captured}) charged {charged}")
-        # At most one, and only for a hold that gave its credits back. (Holds
-        # settled before release entries existed have none.)
-        if releases.get(h.id, 0) > (h.status in ("released", "expired")):
+        # At most one, and only for a hold that gave all its credits back.
+        # (Holds settled before release entries existed have none.)
+        gave_all_back = h.status in ("released", "expired") or (
+            h.status == "captured" and h.captured == 0
+        )
+        if releases.get(h.id, 0) > gave_all_back:
             problems.append(f"hold {h.id} ({h.status}) has {releases.get(h.id, 0)} release entries")
     for g in grants:
         expected = g.amount - consumed[g.id]

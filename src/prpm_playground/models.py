@@ -34,7 +34,8 @@ EntryType = Literal[
     "release",
 ]
 """Journal entry types: a grant kind for credits; ``spend``, ``expire``, ``clawback`` for
-debits; ``release`` (amount 0) when a released or lapsed hold returns its credits."""
+debits; ``release`` (amount 0) when a hold returns all its credits (released,
+captured at 0, or lapsed)."""
 
 HoldStatus = Literal["active", "captured", "released", "expired"]
 """A hold's lifecycle: ``active`` until captured, released, or lapsed (``expired``)."""
