@@ -36,7 +36,8 @@ import secrets
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -417,6 +418,17 @@ async def pg_admin(url: str, sql: str) -> None:
         await conn.close()
 
 
+@asynccontextmanager
+async def scratch_database(name: str) -> AsyncIterator[str]:
+    """A PostgreSQL database created for the run and dropped after; yields its URL."""
+    await pg_admin(PG_URL, f'DROP DATABASE IF EXISTS "{name}"')
+    await pg_admin(PG_URL, f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        await pg_admin(PG_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def print_table(cases: list[Case]) -> None:
     head = (
         f"{'backend':8} {'pattern':14} {'conc':>4} "
@@ -473,14 +485,8 @@ async def main() -> int:
             url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
             cases += await bench_backend("sqlite", url, args, log)
     if args.only in (None, "pg"):
-        name = f"prpm_bench_{os.getpid()}"
-        await pg_admin(PG_URL, f'DROP DATABASE IF EXISTS "{name}"')
-        await pg_admin(PG_URL, f'CREATE DATABASE "{name}"')
-        try:
-            url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+        async with scratch_database(f"prpm_bench_{os.getpid()}") as url:
             cases += await bench_backend("pg", url, args, log)
-        finally:
-            await pg_admin(PG_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     log(f"total time {time.perf_counter() - started:.0f}s")
 
     print_table(cases)

@@ -56,7 +56,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.engine import make_url
 
 import prpm_playground as pp
 from prpm_playground._book import Book
@@ -67,7 +66,7 @@ from prpm_playground.storage.sql.ledger_store import write_rows
 from prpm_playground.storage.sql.records import to_grant, to_hold, to_subscription
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ledger import PG_URL, pg_admin
+from ledger import scratch_database
 
 ANCHOR = datetime(2026, 3, 1, tzinfo=UTC)
 NOW = period_start(ANCHOR, 1) + timedelta(days=2)
@@ -342,15 +341,9 @@ async def main() -> int:
                 url = f"sqlite+aiosqlite:///{Path(tmp) / f'reset{size}.db'}"
                 cases.append(await bench("sqlite", url, size, args.naive_limit, log))
     if args.only in (None, "pg"):
-        name = f"prpm_bench_reset_{os.getpid()}"
-        await pg_admin(PG_URL, f'DROP DATABASE IF EXISTS "{name}"')
-        await pg_admin(PG_URL, f'CREATE DATABASE "{name}"')
-        try:
-            url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+        async with scratch_database(f"prpm_bench_reset_{os.getpid()}") as url:
             for size in sizes:
                 cases.append(await bench("pg", url, size, args.naive_limit, log))
-        finally:
-            await pg_admin(PG_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     log(f"total time {time.perf_counter() - started:.0f}s")
 
     head = (

@@ -35,6 +35,12 @@ class Backend:
     make_engine: Callable[[], Awaitable[AsyncEngine]]
     url: str  # a URL for tools that take one (CLI); a fresh database/schema is not implied
 
+    async def storage(self) -> SQLAlchemyStorage:
+        """A migrated storage on a fresh database; the caller closes it."""
+        store = SQLAlchemyStorage(await self.make_engine())
+        await store.migrate()
+        return store
+
 
 async def _pg_reachable() -> str | None:
     engine = create_async_engine(PG_URL)

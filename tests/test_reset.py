@@ -34,8 +34,7 @@ def P(n: int) -> datetime:
 @pytest.fixture
 async def own(backend: Backend) -> AsyncIterator[SQLAlchemyStorage]:
     """A database of the test's own: the job settles every due account in it."""
-    store = SQLAlchemyStorage(await backend.make_engine())
-    await store.migrate()
+    store = await backend.storage()
     yield store
     await store.close()
 
@@ -153,8 +152,7 @@ async def test_three_periods_late_equals_every_boundary(
     backend: Backend, sub_clock: ManualClock
 ) -> None:
     async def scenario(run_at: list[datetime]) -> tuple[object, ...]:
-        storage = SQLAlchemyStorage(await backend.make_engine())
-        await storage.migrate()
+        storage = await backend.storage()
         clock = ManualClock(ANCHOR)
         policy = CreditPolicy(trial_credits=0)
         ledger = CreditLedger(storage, policy=policy, clock=clock)

@@ -51,11 +51,7 @@ events = st.lists(
 @pytest.fixture(scope="module")
 async def stores(backend: Backend) -> AsyncIterator[tuple[SQLAlchemyStorage, SQLAlchemyStorage]]:
     """Two databases: one where the job runs on the schedule, one where it never runs."""
-    pair = []
-    for _ in range(2):
-        storage = SQLAlchemyStorage(await backend.make_engine())
-        await storage.migrate()
-        pair.append(storage)
+    pair = [await backend.storage(), await backend.storage()]
     yield pair[0], pair[1]
     for storage in pair:
         await storage.close()

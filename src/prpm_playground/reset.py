@@ -157,26 +157,24 @@ class ResetJob:
         # written and committed, the next is read and computed, so the
         # database and Python work at the same time. Batches are opened one
         # at a time, each after the previous one's last account.
-        position: list[object | None] = [None]
+        after: object | None = None
         finished = False
         opening = asyncio.Lock()
 
         async def worker() -> None:
-            nonlocal finished
+            nonlocal after, finished
             while True:
                 async with contextlib.AsyncExitStack() as stack:
                     async with opening:
                         if finished:
                             return
                         batch = await stack.enter_async_context(
-                            self._storage.due(
-                                at, limit=batch_size, after=position[0], write=not dry_run
-                            )
+                            self._storage.due(at, limit=batch_size, after=after, write=not dry_run)
                         )
                         if not batch.states:
                             finished = True
                             return
-                        position[0] = batch.cursor
+                        after = batch.cursor
                     tally = await self._settle_batch(batch, at)
                     if not dry_run:
                         await batch.apply(tally.changes)
@@ -249,24 +247,15 @@ class ResetJob:
         return tally
 
 
+# The report's counters, in the order it declares them.
+_COUNTS = tuple(name for name, field in ResetReport.model_fields.items() if field.annotation is int)
+
+
 class _Tally:
     """Running totals of a run."""
 
     def __init__(self) -> None:
-        self.counts = dict.fromkeys(
-            (
-                "accounts_processed",
-                "accounts_renewed",
-                "periods_processed",
-                "monthly_credits_granted",
-                "rollover_credits_created",
-                "credits_expired",
-                "holds_released",
-                "accounts_failed",
-                "batches",
-            ),
-            0,
-        )
+        self.counts = dict.fromkeys(_COUNTS, 0)
         self.failed: list[str] = []
         self.changes: list[Changes | None] = []  # one per account, None if it failed
 

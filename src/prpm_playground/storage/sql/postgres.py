@@ -11,12 +11,8 @@ Locking and reading is one call of the ``open_account`` function (see
 change is a data-modifying CTE over ``unnest()`` of parameter arrays, and an
 empty array is a no-op. One prepared statement therefore serves every unit
 of work, however many rows of each kind it writes, in one round trip; a
-second, with only the parts a spend needs, serves the commonest case.
-
-The statement has a fixed shape: each kind of change is a data-modifying CTE
-over ``unnest()`` of parameter arrays, and an empty array is a no-op. One
-prepared statement therefore serves every unit of work, however many rows
-of each kind it writes, in one round trip. Foreign keys are checked at the
+second, with only the parts a spend needs, serves the commonest case; the
+same CTEs with an account id per row serve the reset job's batches. Foreign keys are checked at the
 end of the statement, so entries may reference grants and holds inserted by
 the same statement; rows are never both inserted and updated by it (the
 services fold such changes into the insert). An update with nothing to do
