@@ -53,6 +53,11 @@ EXPECTED_CODES = {
     "InsufficientCredits": "insufficient_credits",
     "LedgerInvariantError": "ledger_invariant",
     "SchemaMismatch": "schema_mismatch",
+    "RunInProgress": "run_in_progress",
+    "RateLimited": "rate_limited",
+    "ModelUnavailable": "model_unavailable",
+    "ModelOverloaded": "model_overloaded",
+    "ProviderMisconfigured": "provider_misconfigured",
 }
 
 

@@ -8,7 +8,14 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["DEFAULT_PRIORITIES", "GRANT_KINDS", "CreditPack", "CreditPolicy", "GrantKind"]
+__all__ = [
+    "DEFAULT_PRIORITIES",
+    "GRANT_KINDS",
+    "CreditPack",
+    "CreditPolicy",
+    "GrantKind",
+    "Limits",
+]
 
 GrantKind = Literal["trial", "monthly", "rollover", "purchased", "bonus", "admin"]
 """The kinds of credit grants."""
@@ -44,6 +51,30 @@ class CreditPack(BaseModel):
     currency: str = Field(default="usd", pattern=r"^[a-z]{3}$")
 
 
+class Limits(BaseModel):
+    """Size limits on what a run may send, checked before anything is held.
+
+    Attributes:
+        max_input_chars: Longest user input, in characters.
+        max_package_bytes: Largest package text, in UTF-8 bytes.
+        max_session_messages: Most messages (inputs and responses) in a session.
+        expected_output_tokens: Output assumed by an estimate's expected
+            ``credits`` (the hold always covers ``max_tokens``).
+        token_count_timeout: Seconds to wait for the provider's token counter
+            before falling back to the local approximation.
+        run_deadline: Overall seconds a model call may take, first byte to last.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_input_chars: int = Field(default=50_000, gt=0, strict=True)
+    max_package_bytes: int = Field(default=100_000, gt=0, strict=True)
+    max_session_messages: int = Field(default=100, ge=2, strict=True)
+    expected_output_tokens: int = Field(default=1_024, gt=0, strict=True)
+    token_count_timeout: float = Field(default=2.0, gt=0)
+    run_deadline: float = Field(default=600.0, gt=0)
+
+
 def _default_packs() -> tuple[CreditPack, ...]:
     return (
         CreditPack(id="small", credits=100, price_cents=500),
@@ -66,6 +97,7 @@ class CreditPolicy(BaseModel):
         min_charge: Smallest charge for a run that produced anything.
         priorities: Spend priority per grant kind (lower spends first); kinds
             you leave out keep their default.
+        limits: Size limits on runs and sessions.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -79,6 +111,7 @@ class CreditPolicy(BaseModel):
     margin: Decimal = Decimal(0)
     min_charge: int = Field(default=1, ge=0, strict=True)
     priorities: dict[GrantKind, int] = Field(default_factory=lambda: dict(DEFAULT_PRIORITIES))
+    limits: Limits = Field(default_factory=Limits)
 
     @field_validator("hold_ttl")
     @classmethod

@@ -15,8 +15,13 @@ __all__ = [
     "InsufficientCredits",
     "InvalidRequest",
     "LedgerInvariantError",
+    "ModelOverloaded",
+    "ModelUnavailable",
     "NotFound",
     "PlaygroundError",
+    "ProviderMisconfigured",
+    "RateLimited",
+    "RunInProgress",
     "SchemaMismatch",
 ]
 
@@ -131,3 +136,55 @@ class SchemaMismatch(PlaygroundError):
     """The database schema does not match this version of the library."""
 
     code: ClassVar[str] = "schema_mismatch"
+
+
+class RunInProgress(Conflict):
+    """A run with this id is still being processed; retry once it finished.
+
+    Attributes:
+        run_id: The run's id (its idempotency key).
+    """
+
+    code: ClassVar[str] = "run_in_progress"
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id!r} is still in progress")
+        self.run_id = run_id
+
+    def details(self) -> dict[str, Any]:
+        return {"run_id": self.run_id}
+
+
+class RateLimited(PlaygroundError):
+    """Too many requests, here or at the model provider; nothing was charged.
+
+    Attributes:
+        retry_after: Seconds to wait before trying again, when known.
+    """
+
+    code: ClassVar[str] = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def details(self) -> dict[str, Any]:
+        return {} if self.retry_after is None else {"retry_after": self.retry_after}
+
+
+class ModelUnavailable(PlaygroundError):
+    """The model provider could not be reached or failed (timeouts, 5xx, a broken stream)."""
+
+    code: ClassVar[str] = "model_unavailable"
+
+
+class ModelOverloaded(ModelUnavailable):
+    """The model provider is overloaded (Anthropic's 529 / ``overloaded_error``)."""
+
+    code: ClassVar[str] = "model_overloaded"
+
+
+class ProviderMisconfigured(PlaygroundError):
+    """The provider refused our credentials or permissions: an operator must fix it."""
+
+    code: ClassVar[str] = "provider_misconfigured"

@@ -3,22 +3,44 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .config import GrantKind
 
 __all__ = [
     "Balance",
+    "CompareRequest",
+    "CompareVariant",
+    "Comparison",
     "Draw",
     "Entry",
     "EntryType",
+    "Estimate",
+    "Exchange",
+    "Feedback",
     "Grant",
     "HistoryPage",
     "Hold",
     "HoldStatus",
     "MonthlyAllowance",
+    "RunDelta",
+    "RunDone",
+    "RunError",
+    "RunEvent",
+    "RunRequest",
+    "RunResult",
+    "RunStarted",
+    "RunUsage",
+    "Session",
+    "SessionPage",
+    "SessionSummary",
+    "ShareLink",
+    "SharedExchange",
+    "SharedSession",
+    "Usage",
+    "VariantOutcome",
 ]
 
 EntryType = Literal[
@@ -182,3 +204,384 @@ class HistoryPage(_Model):
 
     entries: tuple[Entry, ...]
     next_cursor: str | None
+
+
+# -- runs -----------------------------------------------------------------------------
+
+_Id = Annotated[str, Field(min_length=1, max_length=255)]
+
+
+class Usage(_Model):
+    """Tokens a model call consumed, as the provider reports them.
+
+    Attributes:
+        input_tokens: Input tokens billed at the base input rate.
+        output_tokens: Output tokens (thinking included).
+        cache_creation_input_tokens: Input tokens written to the prompt cache.
+        cache_read_input_tokens: Input tokens read from the prompt cache.
+    """
+
+    input_tokens: int = Field(default=0, ge=0)
+    output_tokens: int = Field(default=0, ge=0)
+    cache_creation_input_tokens: int = Field(default=0, ge=0)
+    cache_read_input_tokens: int = Field(default=0, ge=0)
+
+    @property
+    def total_input_tokens(self) -> int:
+        """All input tokens: base, cache writes and cache reads."""
+        return self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
+
+
+class RunRequest(_Model):
+    """One run of a prompt package (or of no prompt) on a user's input.
+
+    Attributes:
+        package_id: The package whose text becomes the system prompt. Required
+            unless ``no_prompt`` is set or ``session_id`` continues a session
+            (which keeps its package).
+        package_version: A specific version; None for the latest.
+        input: The user's message.
+        model: A catalog alias (``sonnet``, ``opus``, ``haiku``) or model id.
+        session_id: Continue this session (with its full history); None starts one.
+        max_tokens: Most output tokens; the run holds credits for all of them.
+        temperature: Sampling temperature from 0 to 1; None for the model's
+            default (models that take no sampling parameters ignore it).
+        no_prompt: Run without any system prompt (the baseline).
+        run_id: Idempotency key of the run: a retry with the same id never
+            charges twice and returns the first result. Generated when None.
+    """
+
+    package_id: _Id | None = None
+    package_version: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    input: str = Field(min_length=1)
+    model: Annotated[str, Field(min_length=1, max_length=128)] = "sonnet"
+    session_id: _Id | None = None
+    max_tokens: int = Field(default=4096, ge=1, le=1_000_000)
+    temperature: float | None = Field(default=None, ge=0, le=1)
+    no_prompt: bool = False
+    run_id: _Id | None = None
+
+    @model_validator(mode="after")
+    def _needs_a_prompt(self) -> RunRequest:
+        if self.no_prompt and self.package_id is not None:
+            raise ValueError("give package_id or no_prompt, not both")
+        if self.package_id is None and not self.no_prompt and self.session_id is None:
+            raise ValueError("package_id is required unless no_prompt or session_id is given")
+        return self
+
+
+class Estimate(_Model):
+    """What a run would cost, before it runs.
+
+    Attributes:
+        credits: Expected cost, assuming ``expected_output_tokens`` of output.
+        max_credits: What the run holds: all input written to the prompt
+            cache plus ``max_output_tokens`` of output. It never costs more.
+        input_tokens: System prompt, history and input, in tokens.
+        input_tokens_exact: True if the provider counted them; False for the
+            local approximation.
+        max_output_tokens: The run's ``max_tokens``.
+        expected_output_tokens: Output assumed for ``credits``.
+        model: The model id the run would use.
+        can_afford: ``available >= max_credits``.
+        available: The user's available credits now.
+    """
+
+    credits: int
+    max_credits: int
+    input_tokens: int
+    input_tokens_exact: bool
+    max_output_tokens: int
+    expected_output_tokens: int
+    model: str
+    can_afford: bool
+    available: int
+
+
+class RunResult(_Model):
+    """The outcome of a completed (or cut short) run.
+
+    Attributes:
+        run_id: The run's idempotency key.
+        session_id: The session the exchange was saved to.
+        exchange_index: Position of this exchange in the session, from 0.
+        response: The model's text.
+        credits_spent: Credits captured for this run.
+        credits_remaining: The user's available credits after it.
+        usage: Tokens consumed.
+        duration_ms: Wall time of the model call.
+        model: The model id used.
+        stop_reason: Why the model stopped (``end_turn``, ``max_tokens``, …),
+            or ``cancelled`` when the client went away.
+        warnings: Problems found in the package text (invisible characters, …).
+    """
+
+    run_id: str
+    session_id: str
+    exchange_index: int
+    response: str
+    credits_spent: int
+    credits_remaining: int
+    usage: Usage
+    duration_ms: int
+    model: str
+    stop_reason: str | None = None
+    warnings: tuple[str, ...] = ()
+
+
+class RunStarted(_Model):
+    """First event of a stream: the run is held and about to call the model."""
+
+    type: Literal["started"] = "started"
+    run_id: str
+    session_id: str
+    hold_id: str
+    held: int
+    estimate: Estimate
+
+
+class RunDelta(_Model):
+    """A piece of the response text."""
+
+    type: Literal["delta"] = "delta"
+    text: str
+
+
+class RunUsage(_Model):
+    """Token usage as the provider reported it so far."""
+
+    type: Literal["usage"] = "usage"
+    usage: Usage
+
+
+class RunDone(_Model):
+    """Last event of a successful stream."""
+
+    type: Literal["done"] = "done"
+    result: RunResult
+
+
+class RunError(_Model):
+    """Last event of a failed stream; ``error`` is a ``PlaygroundError`` code."""
+
+    type: Literal["error"] = "error"
+    error: str
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+RunEvent = Annotated[
+    RunStarted | RunDelta | RunUsage | RunDone | RunError, Field(discriminator="type")
+]
+"""An event of ``PlaygroundRunner.stream``; ``type`` tells which."""
+
+
+class CompareVariant(_Model):
+    """One side of a comparison: a package (or no prompt) on a model.
+
+    Attributes:
+        package_id: The package; None with ``no_prompt``.
+        package_version: A specific version; None for the latest.
+        model: A catalog alias or model id.
+        no_prompt: Run without a system prompt (the baseline).
+    """
+
+    package_id: _Id | None = None
+    package_version: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    model: Annotated[str, Field(min_length=1, max_length=128)] = "sonnet"
+    no_prompt: bool = False
+
+    @model_validator(mode="after")
+    def _needs_a_prompt(self) -> CompareVariant:
+        if self.no_prompt == (self.package_id is not None):
+            raise ValueError("give exactly one of package_id and no_prompt")
+        return self
+
+
+class CompareRequest(_Model):
+    """The same input run on 2 to 4 variants side by side.
+
+    Attributes:
+        input: The user's message, sent to every variant.
+        variants: 2 to 4 variants.
+        max_tokens: Most output tokens per variant.
+        temperature: Sampling temperature, or None for each model's default.
+        compare_id: Idempotency key of the comparison; variant ``i`` runs
+            with run id ``"{compare_id}:{i}"``. Generated when None.
+    """
+
+    input: str = Field(min_length=1)
+    variants: list[CompareVariant] = Field(min_length=2, max_length=4)
+    max_tokens: int = Field(default=4096, ge=1, le=1_000_000)
+    temperature: float | None = Field(default=None, ge=0, le=1)
+    compare_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+
+
+class VariantOutcome(_Model):
+    """One variant's result, or the error that ended it (nothing charged beyond usage)."""
+
+    index: int
+    result: RunResult | None = None
+    error: RunError | None = None
+
+
+class Comparison(_Model):
+    """Results of a comparison, in the order of the variants.
+
+    Attributes:
+        id: The comparison's id; its sessions carry it as ``comparison_id``.
+        outcomes: One per variant.
+    """
+
+    id: str
+    outcomes: tuple[VariantOutcome, ...]
+
+
+# -- sessions -------------------------------------------------------------------------
+
+
+class Exchange(_Model):
+    """One input and the model's response, in a session.
+
+    Attributes:
+        index: Position in the session, from 0.
+        input: The user's message.
+        response: The model's text.
+        model: The model id that answered.
+        usage: Tokens consumed.
+        credits_spent: Credits charged.
+        run_id: The run that produced it; None for an exchange copied by a fork.
+        created_at: When it was saved.
+    """
+
+    index: int
+    input: str
+    response: str
+    model: str
+    usage: Usage
+    credits_spent: int
+    run_id: str | None
+    created_at: datetime
+
+
+class Session(_Model):
+    """A conversation with one package, owned by one user.
+
+    Attributes:
+        id: Session id.
+        package_id: The package (None for a no-prompt session).
+        package_version: The version resolved by the first run.
+        no_prompt: True for a baseline session without a system prompt.
+        comparison_id: The comparison it belongs to, if any.
+        created_at: When the first exchange was saved.
+        updated_at: When the last exchange was saved.
+        exchanges: The conversation, oldest first.
+    """
+
+    id: str
+    package_id: str | None
+    package_version: str | None
+    no_prompt: bool
+    comparison_id: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    exchanges: tuple[Exchange, ...]
+
+
+class SessionSummary(_Model):
+    """A session in a list: no conversation, a title from its first input.
+
+    Attributes:
+        id: Session id.
+        title: The start of the first input (at most 80 characters).
+        package_id: The package, or None.
+        package_version: Its version, or None.
+        no_prompt: True for a baseline session.
+        comparison_id: The comparison it belongs to, if any.
+        exchange_count: Exchanges in the session.
+        created_at: When it was started.
+        updated_at: When it last changed.
+    """
+
+    id: str
+    title: str
+    package_id: str | None
+    package_version: str | None
+    no_prompt: bool
+    comparison_id: str | None = None
+    exchange_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class SessionPage(_Model):
+    """Sessions, most recently updated first.
+
+    Attributes:
+        sessions: This page.
+        next_cursor: Pass it back as ``cursor`` for the next page; None at the end.
+    """
+
+    sessions: tuple[SessionSummary, ...]
+    next_cursor: str | None
+
+
+class ShareLink(_Model):
+    """A public link to a frozen snapshot of a session.
+
+    Attributes:
+        token: The link's secret (at least 128 bits, URL-safe).
+        session_id: The shared session.
+        created_at: When it was shared; the snapshot is as of then.
+    """
+
+    token: str
+    session_id: str
+    created_at: datetime
+
+
+class SharedExchange(_Model):
+    """An exchange as the public sees it."""
+
+    index: int
+    input: str
+    response: str
+    model: str
+
+
+class SharedSession(_Model):
+    """The public view of a shared session: no owner, no ids beyond the token.
+
+    Attributes:
+        token: The share token.
+        package_id: The package, or None.
+        package_version: Its version, or None.
+        no_prompt: True for a baseline session.
+        shared_at: When the snapshot was taken.
+        exchanges: The conversation as shared.
+    """
+
+    token: str
+    package_id: str | None
+    package_version: str | None
+    no_prompt: bool
+    shared_at: datetime
+    exchanges: tuple[SharedExchange, ...]
+
+
+class Feedback(_Model):
+    """A user's vote on one exchange of their session.
+
+    Attributes:
+        session_id: The session.
+        exchange_index: The exchange voted on.
+        helpful: Whether the response helped.
+        comment: Optional text, up to 1,000 characters.
+        created_at: When it was given.
+    """
+
+    session_id: str
+    exchange_index: int
+    helpful: bool
+    comment: str | None = None
+    created_at: datetime

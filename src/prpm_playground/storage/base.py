@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Protocol
 
 from ..config import GrantKind
-from ..models import Draw, EntryType, HoldStatus
+from ..models import Draw, EntryType, HoldStatus, SharedExchange, Usage
 
 __all__ = [
     "AccountRow",
@@ -21,11 +21,16 @@ __all__ = [
     "Changes",
     "DueBatch",
     "EntryRecord",
+    "ExchangeRecord",
+    "FeedbackRecord",
     "GrantRecord",
     "HoldRecord",
     "LedgerStorage",
     "LedgerUnit",
     "ResetStorage",
+    "SessionRecord",
+    "SessionStorage",
+    "ShareRecord",
     "SubscriptionRecord",
 ]
 
@@ -269,4 +274,136 @@ class ResetStorage(Protocol):
 
     async def close(self) -> None:
         """Release pooled connections; the storage opens new ones if used again."""
+        ...
+
+
+# -- sessions ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeRecord:
+    """A stored exchange: one input, its response, and what it cost.
+
+    ``run_id`` is unique per user (None for exchanges copied by a fork).
+    """
+
+    index: int
+    input: str
+    response: str
+    model: str
+    usage: Usage
+    credits_spent: int
+    run_id: str | None
+    created_at: datetime
+    duration_ms: int = 0
+    stop_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A stored session; ``exchanges`` is filled only where documented."""
+
+    id: str
+    user_id: str
+    package_id: str | None
+    package_version: str | None
+    no_prompt: bool
+    created_at: datetime
+    updated_at: datetime
+    title: str
+    exchange_count: int = 0
+    comparison_id: str | None = None
+    exchanges: tuple[ExchangeRecord, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ShareRecord:
+    """A share link and its frozen snapshot. A session has at most one live share."""
+
+    token: str
+    session_id: str
+    user_id: str
+    package_id: str | None
+    package_version: str | None
+    no_prompt: bool
+    created_at: datetime
+    exchanges: tuple[SharedExchange, ...]
+    revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackRecord:
+    """One vote on one exchange; at most one per ``(session, exchange_index)``."""
+
+    session_id: str
+    exchange_index: int
+    user_id: str
+    helpful: bool
+    comment: str | None
+    created_at: datetime
+
+
+class SessionStorage(Protocol):
+    """What sessions, sharing and the runner need from storage.
+
+    Storage checks no ownership: the services do, and answer ``NotFound`` for
+    anyone but the owner.
+    """
+
+    async def get_session(self, session_id: str) -> SessionRecord | None:
+        """Return the session with all its exchanges, oldest first, or None."""
+        ...
+
+    async def list_sessions(
+        self, user_id: str, *, limit: int, before: tuple[datetime, str] | None
+    ) -> list[SessionRecord]:
+        """Return up to ``limit`` of a user's sessions without exchanges.
+
+        Ordered by ``(updated_at, id)`` descending, strictly after ``before``
+        in that order when it is given.
+        """
+        ...
+
+    async def save_exchange(self, session: SessionRecord, exchange: ExchangeRecord) -> None:
+        """Append ``exchange`` to ``session``, creating the session if it is new.
+
+        The session row takes ``session.updated_at`` and a count one higher.
+        Raises ``Conflict`` if ``exchange.index`` is taken (a concurrent
+        append) or the user already has an exchange with ``exchange.run_id``;
+        nothing is written then.
+        """
+        ...
+
+    async def create_session(self, session: SessionRecord) -> None:
+        """Store a new session together with ``session.exchanges`` (for forks)."""
+        ...
+
+    async def exchange_by_run(
+        self, user_id: str, run_id: str
+    ) -> tuple[SessionRecord, ExchangeRecord] | None:
+        """Return the session (without exchanges) and exchange a run saved, or None."""
+        ...
+
+    async def delete_session(self, session_id: str) -> bool:
+        """Delete a session with its exchanges, feedback and shares; False if missing."""
+        ...
+
+    async def create_share(self, share: ShareRecord) -> ShareRecord:
+        """Store ``share`` unless the session has a live share; return the live one."""
+        ...
+
+    async def revoke_share(self, session_id: str, at: datetime) -> bool:
+        """Revoke the session's live share; False if it had none."""
+        ...
+
+    async def get_share(self, token: str) -> ShareRecord | None:
+        """Return the live share with this token, or None (unknown or revoked)."""
+        ...
+
+    async def live_share(self, session_id: str) -> ShareRecord | None:
+        """Return the session's live share, or None."""
+        ...
+
+    async def add_feedback(self, feedback: FeedbackRecord) -> None:
+        """Store a vote; ``Conflict`` if the exchange already has one."""
         ...
