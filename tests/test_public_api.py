@@ -58,6 +58,7 @@ EXPECTED_CODES = {
     "ModelUnavailable": "model_unavailable",
     "ModelOverloaded": "model_overloaded",
     "ProviderMisconfigured": "provider_misconfigured",
+    "PackageSourceUnavailable": "package_source_unavailable",
 }
 
 

@@ -18,6 +18,7 @@ __all__ = [
     "ModelOverloaded",
     "ModelUnavailable",
     "NotFound",
+    "PackageSourceUnavailable",
     "PlaygroundError",
     "ProviderMisconfigured",
     "RateLimited",
@@ -188,3 +189,14 @@ class ProviderMisconfigured(PlaygroundError):
     """The provider refused our credentials or permissions: an operator must fix it."""
 
     code: ClassVar[str] = "provider_misconfigured"
+
+
+class PackageSourceUnavailable(PlaygroundError):
+    """The package source could not be reached or answered something unusable.
+
+    Raised after retries when the registry is down (connection failures, 5xx),
+    on timeouts, when it refuses the playground itself (401, 403, 407, 429), and
+    when its answer breaks the API contract (not JSON, wrong field types).
+    """
+
+    code: ClassVar[str] = "package_source_unavailable"
