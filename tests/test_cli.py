@@ -75,6 +75,10 @@ async def test_cli_on_each_backend(backend: Backend, tmp_path: Path) -> None:
         engine = create_async_engine(PG_URL)
         async with engine.begin() as conn:
             for table in (
+                "feedback",
+                "shares",
+                "exchanges",
+                "sessions",
                 "idempotency_keys",
                 "entries",
                 "holds",

@@ -26,7 +26,18 @@ ANCHOR = datetime(2025, 6, 30, 12, tzinfo=UTC)
 NOW = period_start(ANCHOR, 3) + timedelta(days=1)
 POLICY = CreditPolicy(trial_credits=0, rollover_cap=40)
 USERS = [f"u{i:03d}" for i in range(150)]
-TABLES = ("idempotency_keys", "entries", "holds", "grants", "accounts", "alembic_version")
+TABLES = (
+    "feedback",
+    "shares",
+    "exchanges",
+    "sessions",
+    "idempotency_keys",
+    "entries",
+    "holds",
+    "grants",
+    "accounts",
+    "alembic_version",
+)
 
 
 async def seed(storage: SQLAlchemyStorage) -> None:

@@ -46,6 +46,10 @@ async def test_migrate_is_idempotent_and_prefixed(backend: Backend) -> None:
         "acme_holds",
         "acme_entries",
         "acme_idempotency_keys",
+        "acme_sessions",
+        "acme_exchanges",
+        "acme_shares",
+        "acme_feedback",
         "acme_alembic_version",
     }
     for table, objects in names.items():

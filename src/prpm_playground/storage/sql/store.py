@@ -15,13 +15,22 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..._clock import utc_now
 from ...errors import InvalidRequest, SchemaMismatch
-from ..base import EntryRecord, GrantRecord, HoldRecord
+from ..base import (
+    EntryRecord,
+    ExchangeRecord,
+    FeedbackRecord,
+    GrantRecord,
+    HoldRecord,
+    SessionRecord,
+    ShareRecord,
+)
 from . import migrate as migrations
 from .due import DueStatements, SQLDueBatch
 from .engine import DEFAULT_URL, LoopLock, Transactions, configure, create_engine
 from .ledger_store import LedgerStatements, SQLiteExecutor, SQLLedgerUnit, open_unit
 from .postgres import PostgresExecutor, PostgresStatements, driver_transaction
 from .records import to_entry, to_grant, to_hold
+from .sessions_store import SQLSessions
 from .tables import Tables, build_tables
 
 __all__ = ["SQLAlchemyStorage"]
@@ -82,6 +91,7 @@ class SQLAlchemyStorage:
         self._due = DueStatements(self.tables, self._sql, postgres=self._tx.is_postgres)
         self._schema_checked = False
         self._schema_lock = LoopLock()
+        self._sessions = SQLSessions(self._tx, self.tables, self._check_schema)
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -247,3 +257,53 @@ class SQLAlchemyStorage:
                 [keyed(to_hold(r)) for r in holds],
                 [keyed(to_entry(r)) for r in entries],
             )
+
+    # -- the sessions port (see SessionStorage; implemented in sessions_store) ------
+
+    async def get_session(self, session_id: str) -> SessionRecord | None:
+        """Return the session with all its exchanges, oldest first, or None."""
+        return await self._sessions.get_session(session_id)
+
+    async def list_sessions(
+        self, user_id: str, *, limit: int, before: tuple[datetime, str] | None
+    ) -> list[SessionRecord]:
+        """Return up to ``limit`` of a user's sessions, newest ``(updated_at, id)`` first."""
+        return await self._sessions.list_sessions(user_id, limit=limit, before=before)
+
+    async def save_exchange(self, session: SessionRecord, exchange: ExchangeRecord) -> None:
+        """Append ``exchange`` to ``session``, creating it if new; ``Conflict`` if taken."""
+        await self._sessions.save_exchange(session, exchange)
+
+    async def create_session(self, session: SessionRecord) -> None:
+        """Store a new session together with ``session.exchanges`` (for forks)."""
+        await self._sessions.create_session(session)
+
+    async def exchange_by_run(
+        self, user_id: str, run_id: str
+    ) -> tuple[SessionRecord, ExchangeRecord] | None:
+        """Return the session (without exchanges) and exchange a run saved, or None."""
+        return await self._sessions.exchange_by_run(user_id, run_id)
+
+    async def delete_session(self, session_id: str) -> bool:
+        """Delete a session with its exchanges, feedback and shares; False if missing."""
+        return await self._sessions.delete_session(session_id)
+
+    async def create_share(self, share: ShareRecord) -> ShareRecord:
+        """Store ``share`` unless the session has a live share; return the live one."""
+        return await self._sessions.create_share(share)
+
+    async def revoke_share(self, session_id: str, at: datetime) -> bool:
+        """Revoke the session's live share; False if it had none."""
+        return await self._sessions.revoke_share(session_id, at)
+
+    async def get_share(self, token: str) -> ShareRecord | None:
+        """Return the live share with this token, or None (unknown or revoked)."""
+        return await self._sessions.get_share(token)
+
+    async def live_share(self, session_id: str) -> ShareRecord | None:
+        """Return the session's live share, or None."""
+        return await self._sessions.live_share(session_id)
+
+    async def add_feedback(self, feedback: FeedbackRecord) -> None:
+        """Store a vote; ``Conflict`` if the exchange already has one."""
+        await self._sessions.add_feedback(feedback)

@@ -12,10 +12,12 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -76,6 +78,10 @@ class Tables:
     holds: Table
     entries: Table
     keys: Table
+    sessions: Table
+    exchanges: Table
+    shares: Table
+    feedback: Table
 
     @property
     def version_table(self) -> str:
@@ -192,4 +198,108 @@ def build_tables(prefix: str) -> Tables:
         Column("created_at", UTCDateTime(), nullable=False),
         CheckConstraint("(entry_id IS NULL) <> (hold_id IS NULL)", name="target"),
     )
-    return Tables(p, md, accounts, grants, holds, entries, keys)
+    sessions, exchanges, shares, feedback = _session_tables(md, p)
+    return Tables(
+        p, md, accounts, grants, holds, entries, keys, sessions, exchanges, shares, feedback
+    )
+
+
+def _session_tables(md: MetaData, p: str) -> tuple[Table, Table, Table, Table]:
+    """Sessions, their exchanges, share links and feedback.
+
+    Deleting a session cascades to everything below it (SQLite enforces
+    foreign keys: ``engine.configure`` turns them on per connection).
+    """
+    sessions = Table(
+        f"{p}sessions",
+        md,
+        Column("id", String(40), primary_key=True),
+        Column("user_id", String(255), nullable=False),
+        Column("package_id", String(255), nullable=True),
+        Column("package_version", String(64), nullable=True),
+        Column("no_prompt", Boolean(), nullable=False),
+        Column("comparison_id", String(255), nullable=True),
+        Column("title", String(80), nullable=False),
+        Column("exchange_count", Integer(), nullable=False),
+        Column("created_at", UTCDateTime(), nullable=False),
+        Column("updated_at", UTCDateTime(), nullable=False),
+    )
+    # A user's sessions, most recently updated first, paged by keyset.
+    Index(
+        f"{p}sessions_user_updated_ix",
+        sessions.c.user_id,
+        sessions.c.updated_at,
+        sessions.c.id,
+    )
+    Index(f"{p}sessions_comparison_ix", sessions.c.comparison_id)
+    exchanges = Table(
+        f"{p}exchanges",
+        md,
+        Column(
+            "session_id",
+            String(40),
+            ForeignKey(f"{p}sessions.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        Column("idx", Integer(), primary_key=True, autoincrement=False),
+        Column("user_id", String(255), nullable=False),
+        # Unique per user; NULL (a forked copy) as often as needed.
+        Column("run_id", String(255), nullable=True),
+        Column("input", Text(), nullable=False),
+        Column("response", Text(), nullable=False),
+        Column("model", String(128), nullable=False),
+        Column("input_tokens", BigInteger(), nullable=False),
+        Column("output_tokens", BigInteger(), nullable=False),
+        Column("cache_creation_input_tokens", BigInteger(), nullable=False),
+        Column("cache_read_input_tokens", BigInteger(), nullable=False),
+        Column("credits_spent", BigInteger(), nullable=False),
+        Column("duration_ms", BigInteger(), nullable=False),
+        Column("stop_reason", String(64), nullable=True),
+        Column("created_at", UTCDateTime(), nullable=False),
+        UniqueConstraint("user_id", "run_id"),
+    )
+    shares = Table(
+        f"{p}shares",
+        md,
+        Column("token", String(64), primary_key=True),
+        Column(
+            "session_id",
+            String(40),
+            ForeignKey(f"{p}sessions.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        Column("user_id", String(255), nullable=False),
+        Column("package_id", String(255), nullable=True),
+        Column("package_version", String(64), nullable=True),
+        Column("no_prompt", Boolean(), nullable=False),
+        # JSON: [{"index", "input", "response", "model"}, ...] as of created_at.
+        Column("snapshot", Text(), nullable=False),
+        Column("created_at", UTCDateTime(), nullable=False),
+        Column("revoked_at", UTCDateTime(), nullable=True),
+    )
+    # Every share of a session, revoked ones too: serves the cascade from sessions.
+    Index(f"{p}shares_session_ix", shares.c.session_id)
+    # At most one live share per session, enforced here.
+    Index(
+        f"{p}shares_live_uq",
+        shares.c.session_id,
+        unique=True,
+        postgresql_where=shares.c.revoked_at.is_(None),
+        sqlite_where=shares.c.revoked_at.is_(None),
+    )
+    feedback = Table(
+        f"{p}feedback",
+        md,
+        Column("session_id", String(40), primary_key=True),
+        Column("exchange_idx", Integer(), primary_key=True, autoincrement=False),
+        Column("user_id", String(255), nullable=False),
+        Column("helpful", Boolean(), nullable=False),
+        Column("comment", Text(), nullable=True),
+        Column("created_at", UTCDateTime(), nullable=False),
+        ForeignKeyConstraint(
+            ["session_id", "exchange_idx"],
+            [exchanges.c.session_id, exchanges.c.idx],
+            ondelete="CASCADE",
+        ),
+    )
+    return sessions, exchanges, shares, feedback
