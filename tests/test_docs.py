@@ -7,10 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
-def test_ledger_concepts_example(repo_root: Path, tmp_path: Path) -> None:
-    page = (repo_root / "docs" / "concepts" / "ledger.md").read_text()
-    section = page.split("## A complete example", 1)[1]
+
+@pytest.mark.parametrize("page", ["concepts/ledger.md", "guides/running.md"])
+def test_complete_example(repo_root: Path, tmp_path: Path, page: str) -> None:
+    text = (repo_root / "docs" / page).read_text()
+    section = text.split("## A complete example", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.S)
     printed = re.search(r"It prints:\s*```text\n(.*?)```", section, re.S)
     assert code

@@ -29,16 +29,25 @@ def test_every_exported_name_imports(name: str) -> None:
 
 def test_binding_names_exist() -> None:
     from prpm_playground import (  # noqa: F401
+        AnthropicProvider,
+        CompareRequest,
         CreditLedger,
         CreditPack,
         CreditPolicy,
+        Estimator,
         IdempotencyConflict,
+        InMemoryPackages,
         InsufficientCredits,
         InvalidRequest,
+        LocalPackages,
         NotFound,
+        OfflineProvider,
         PlaygroundError,
+        PlaygroundRunner,
+        RegistryPackages,
         ResetJob,
         ResetReport,
+        RunRequest,
         SQLAlchemyStorage,
     )
 

@@ -249,6 +249,15 @@ class CreditLedger:
             IdempotencyConflict: The key was used with other arguments.
             InvalidRequest: Bad arguments.
         """
+        hold, _, _ = await self._place_hold(
+            user_id, amount, idempotency_key=idempotency_key, ttl=ttl
+        )
+        return hold
+
+    async def _place_hold(
+        self, user_id: str, amount: int, *, idempotency_key: str, ttl: timedelta | None
+    ) -> tuple[Hold, bool, Balance]:
+        """``hold``, also telling whether this call placed it, and the balance after."""
         check_text_id(user_id, "user_id")
         check_amount(amount)
         check_text_id(idempotency_key, "idempotency_key")
@@ -259,20 +268,23 @@ class CreditLedger:
         lifetime = ttl or self.policy.hold_ttl
         digest = fingerprint("hold", amount=amount, ttl=ttl)
 
-        async def op(book: Book, state: AccountState, unit: LedgerUnit) -> Hold:
+        async def op(
+            book: Book, state: AccountState, unit: LedgerUnit
+        ) -> tuple[Hold, bool, Balance]:
             if state.keyed_entry is not None:
                 raise _conflict(idempotency_key)
             if state.keyed_hold is not None:
                 if state.keyed_hold.request_hash != digest:
                     raise _conflict(idempotency_key)
-                return _hold_model(book.holds.get(state.keyed_hold.id, state.keyed_hold))
+                hold = book.holds.get(state.keyed_hold.id, state.keyed_hold)
+                return _hold_model(hold), False, self._balance(book)
             record = book.hold(
                 amount,
                 expires_at=book.now + lifetime,
                 idempotency_key=idempotency_key,
                 request_hash=digest,
             )
-            return _hold_model(record)
+            return _hold_model(record), True, self._balance(book)
 
         return await self._write(user_id, op, idempotency_key=idempotency_key)
 
@@ -293,19 +305,31 @@ class CreditLedger:
             HoldNotActive: The hold was released, lapsed, or captured with
                 another amount.
         """
+        hold, _ = await self._capture(hold_id, amount, description=description)
+        return hold
+
+    async def _capture(
+        self, hold_id: str, amount: int, *, description: str | None = None
+    ) -> tuple[Hold, Balance]:
+        """``capture``, also returning the balance after it."""
         check_text_id(hold_id, "hold_id")
         check_amount(amount, allow_zero=True)
         check_description(description)
+        after: list[Balance] = []
 
         async def op(book: Book, hold: HoldRecord) -> Hold:
             if amount > hold.amount:
                 raise InvalidRequest(f"cannot capture {amount}: the hold is for {hold.amount}")
             if hold.status == "captured" and hold.captured == amount:
+                after.append(self._balance(book))
                 return _hold_model(hold)
             _require_active(hold)
-            return _hold_model(book.capture(hold, amount, description=description))
+            captured = book.capture(hold, amount, description=description)
+            after.append(self._balance(book))
+            return _hold_model(captured)
 
-        return await self._on_hold(hold_id, op)
+        hold = await self._on_hold(hold_id, op)
+        return hold, after[-1]
 
     async def release(self, hold_id: str) -> Hold:
         """Return all of an active hold's credits.

@@ -245,7 +245,7 @@ class RunRequest(_Model):
         session_id: Continue this session (with its full history); None starts one.
         max_tokens: Most output tokens; the run holds credits for all of them.
         temperature: Sampling temperature from 0 to 1; None for the model's
-            default (models that take no sampling parameters ignore it).
+            default. Providers send it only to models that take it.
         no_prompt: Run without any system prompt (the baseline).
         run_id: Idempotency key of the run: a retry with the same id never
             charges twice and returns the first result. Generated when None.
@@ -259,7 +259,7 @@ class RunRequest(_Model):
     max_tokens: int = Field(default=4096, ge=1, le=1_000_000)
     temperature: float | None = Field(default=None, ge=0, le=1)
     no_prompt: bool = False
-    run_id: _Id | None = None
+    run_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
 
     @model_validator(mode="after")
     def _needs_a_prompt(self) -> RunRequest:

@@ -1,0 +1,442 @@
+"""The PlaygroundRunner: a prompt package run against a model, held then charged.
+
+Money flow of one run (DESIGN.md §4, rules 5 and 6):
+
+1. ``Estimator.prepare`` checks everything (model, package, session, limits,
+   context window) and prices the worst case; nothing is held yet.
+2. The run holds that worst case under the key ``run:{run_id}``. A user who
+   cannot afford it gets ``InsufficientCredits`` before any model call.
+3. The model streams. Whatever ends the stream, settlement runs in a
+   ``finally``, shielded from cancellation: the actual cost (never more than
+   held) is captured and the rest returns at once; a failure before any
+   output releases everything.
+4. The exchange is saved to the session.
+
+The run id is the idempotency key: a retry with the same id returns the
+first run's result and is never charged again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncGenerator, Awaitable
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from ._clock import Clock, read_clock, utc_now
+from ._ids import new_id
+from ._validation import check_text_id
+from .errors import (
+    Conflict,
+    InsufficientCredits,
+    InvalidRequest,
+    PlaygroundError,
+    RunInProgress,
+)
+from .estimator import Estimator, PreparedRun
+from .ledger import CreditLedger
+from .models import (
+    CompareRequest,
+    Comparison,
+    Hold,
+    RunDelta,
+    RunDone,
+    RunError,
+    RunEvent,
+    RunRequest,
+    RunResult,
+    RunStarted,
+    RunUsage,
+    Usage,
+    VariantOutcome,
+)
+from .providers._approx import approx_tokens
+from .providers.base import Provider, TextDelta
+from .sessions import _title
+from .storage.base import ExchangeRecord, SessionRecord, SessionStorage
+
+__all__ = ["PlaygroundRunner"]
+
+logger = logging.getLogger(__name__)
+
+# A hold must outlive the model call it pays for, or it would lapse (and its
+# credits return) while the run is still streaming.
+_HOLD_MARGIN = timedelta(minutes=1)
+_MAX_HOLD_TTL = timedelta(days=7)
+_SAVE_ATTEMPTS = 3
+
+
+@dataclass(slots=True)
+class _Run:
+    """A run that holds its credits and has not been settled yet."""
+
+    prepared: PreparedRun
+    run_id: str
+    session_id: str
+    hold: Hold
+    available_before: int
+    comparison_id: str | None = None
+    parts: list[str] = field(default_factory=list)
+    usage: Usage | None = None
+    final: bool = False
+    stop_reason: str | None = None
+
+
+class PlaygroundRunner:
+    """Runs prompt packages against a model for users who pay in credits.
+
+    Args:
+        ledger: The credit ledger runs are held and charged on.
+        estimator: Prepares and prices runs (and holds the catalog and pricing).
+        provider: The model provider.
+        sessions: Where conversations are saved.
+        clock: Returns the current aware UTC datetime; tests pass their own.
+    """
+
+    def __init__(
+        self,
+        ledger: CreditLedger,
+        estimator: Estimator,
+        provider: Provider,
+        sessions: SessionStorage,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.estimator = estimator
+        self.provider = provider
+        self.sessions = sessions
+        self._clock = clock or utc_now
+        # Settlements that outlive a cancelled caller; kept so they are not
+        # garbage-collected half-way.
+        self._settling: set[asyncio.Task[RunResult | None]] = set()
+
+    async def run(self, user_id: str, request: RunRequest) -> RunResult:
+        """Run ``request`` for ``user_id`` and return the result when it is complete.
+
+        Raises:
+            InsufficientCredits: The user cannot afford the run's hold; the
+                model was not called.
+            InvalidRequest: Bad request, unknown model, over a limit or the
+                context window; nothing was held.
+            NotFound: Unknown package, or a session the user does not own.
+            RunInProgress: A run with this ``run_id`` is still running.
+            RateLimited, ModelOverloaded, ModelUnavailable, ProviderMisconfigured:
+                The model failed; only output already produced was charged.
+        """
+        started = await self._start(user_id, request)
+        if isinstance(started, RunResult):
+            return started
+        result: RunResult | None = None
+        async with aclosing(self._execute(started)) as events:
+            async for event in events:
+                if isinstance(event, RunDone):
+                    result = event.result
+        assert result is not None  # _execute ends with done or raises
+        return result
+
+    async def stream(self, user_id: str, request: RunRequest) -> AsyncGenerator[RunEvent, None]:
+        """Run ``request`` for ``user_id``, yielding events as they happen.
+
+        Errors found before anything is held (those ``run`` raises before
+        calling the model, including ``InsufficientCredits``) are raised
+        before the first event, so a web layer can answer with an HTTP
+        status. After ``started``, a failure is a final ``error`` event.
+
+        Stop iterating (or cancel the task) to abandon the run: the upstream
+        stream is closed and the user is charged only for what was produced.
+        Close the iterator (``contextlib.aclosing``) rather than dropping it,
+        so that happens at once.
+
+        Yields:
+            ``started`` (run id, session id, hold, estimate), then ``delta``
+            and ``usage`` events, then ``done`` with the ``RunResult`` or ``error``.
+        """
+        started = await self._start(user_id, request)
+        if isinstance(started, RunResult):
+            yield RunDone(result=started)
+            return
+        async with aclosing(self._execute(started)) as events:
+            try:
+                async for event in events:
+                    yield event
+            except PlaygroundError as exc:
+                yield RunError(error=exc.code, message=exc.message, details=exc.details())
+
+    async def compare(self, user_id: str, request: CompareRequest) -> Comparison:
+        """Run one input on 2 to 4 variants in parallel.
+
+        Every variant is held before any runs; if the user cannot afford all
+        of them, none runs and ``InsufficientCredits`` reports the total.
+        Each variant is charged separately and saved to its own session, the
+        sessions linked by the comparison's id.
+
+        Raises:
+            InsufficientCredits: The user cannot afford every variant.
+            InvalidRequest, NotFound: As for ``run``, for any variant.
+        """
+        check_text_id(user_id, "user_id")
+        if not isinstance(request, CompareRequest):
+            raise InvalidRequest("request must be a CompareRequest")
+        compare_id = request.compare_id or new_id("cmp")
+        runs = [
+            RunRequest(
+                package_id=variant.package_id,
+                package_version=variant.package_version,
+                no_prompt=variant.no_prompt,
+                model=variant.model,
+                input=request.input,
+                max_tokens=request.max_tokens,
+                temperature=request.temperature,
+                run_id=f"{compare_id}:{index}",
+            )
+            for index, variant in enumerate(request.variants)
+        ]
+        prepared = [await self.estimator.prepare(user_id, run, ask_provider=False) for run in runs]
+        started: list[_Run | RunResult] = []
+        try:
+            for one in prepared:
+                started.append(await self._hold(one, comparison_id=compare_id))
+        except InsufficientCredits as exc:
+            await self._release_all(started)
+            required = sum(one.max_credits for one in prepared)
+            raise InsufficientCredits(required, exc.available + _held(started)) from exc
+        except BaseException:
+            await self._release_all(started)
+            raise
+        outcomes = await asyncio.gather(
+            *(self._outcome(index, one) for index, one in enumerate(started))
+        )
+        return Comparison(id=compare_id, outcomes=tuple(outcomes))
+
+    # -- starting -----------------------------------------------------------------------
+
+    async def _start(self, user_id: str, request: RunRequest) -> _Run | RunResult:
+        prepared = await self.estimator.prepare(user_id, request, ask_provider=False)
+        return await self._hold(prepared)
+
+    async def _hold(
+        self, prepared: PreparedRun, *, comparison_id: str | None = None
+    ) -> _Run | RunResult:
+        user_id, request = prepared.user_id, prepared.request
+        run_id = request.run_id or new_id("run")
+        ttl = min(
+            max(
+                self.ledger.policy.hold_ttl,
+                timedelta(seconds=prepared.completion.deadline) + _HOLD_MARGIN,
+            ),
+            _MAX_HOLD_TTL,
+        )
+        hold, placed, after = await self.ledger._place_hold(
+            user_id, prepared.max_credits, idempotency_key=f"run:{run_id}", ttl=ttl
+        )
+        if not placed:
+            return await self._replay(user_id, run_id, hold)
+        session_id = prepared.session.id if prepared.session else new_id("ses")
+        return _Run(
+            prepared=prepared,
+            run_id=run_id,
+            session_id=session_id,
+            hold=hold,
+            available_before=after.available + hold.amount,
+            comparison_id=comparison_id,
+        )
+
+    async def _replay(self, user_id: str, run_id: str, hold: Hold) -> RunResult:
+        if hold.status == "active":
+            raise RunInProgress(run_id)
+        saved = await self.sessions.exchange_by_run(user_id, run_id)
+        if saved is None:
+            if hold.status == "captured":  # charged, exchange not saved yet
+                raise RunInProgress(run_id)
+            raise Conflict(f"run {run_id!r} ended without a result; retry with a new run_id")
+        session, exchange = saved
+        balance = await self.ledger.balance(user_id)
+        return _result(run_id, session.id, exchange, balance.available, ())
+
+    async def _release_all(self, started: list[_Run | RunResult]) -> None:
+        for one in started:
+            if isinstance(one, _Run):
+                await _shielded(self.ledger.release(one.hold.id))
+
+    # -- running ------------------------------------------------------------------------
+
+    async def _execute(self, run: _Run) -> AsyncGenerator[RunEvent, None]:
+        prepared = run.prepared
+        yield RunStarted(
+            run_id=run.run_id,
+            session_id=run.session_id,
+            hold_id=run.hold.id,
+            held=run.hold.amount,
+            estimate=self.estimator.estimate_of(prepared, run.available_before),
+        )
+        began = time.monotonic()
+        failure: BaseException | None = None
+        try:
+            async with self.provider.stream(prepared.completion) as events:
+                async for event in events:
+                    if isinstance(event, TextDelta):
+                        if event.text:
+                            run.parts.append(event.text)
+                            yield RunDelta(text=event.text)
+                    else:
+                        run.usage, run.final = event.usage, event.final
+                        run.stop_reason = event.stop_reason or run.stop_reason
+                        yield RunUsage(usage=event.usage)
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            duration_ms = int((time.monotonic() - began) * 1000)
+            result = await self._settle_shielded(run, failure, duration_ms)
+        if result is not None:
+            yield RunDone(result=result)
+
+    async def _settle_shielded(
+        self, run: _Run, failure: BaseException | None, duration_ms: int
+    ) -> RunResult | None:
+        task = asyncio.ensure_future(self._settle(run, failure, duration_ms))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+        return await asyncio.shield(task)
+
+    async def _settle(
+        self, run: _Run, failure: BaseException | None, duration_ms: int
+    ) -> RunResult | None:
+        """Charge what the run consumed, return the rest, save what it produced."""
+        prepared = run.prepared
+        text = "".join(run.parts)
+        error = failure is not None and not isinstance(
+            failure, asyncio.CancelledError | GeneratorExit
+        )
+        if failure is None:
+            usage = run.usage or _approx_usage(prepared, text)
+            stop_reason = run.stop_reason
+        else:
+            usage = _so_far(run, prepared, text)
+            stop_reason = "error" if error else "cancelled"
+        if (error and not text) or (failure is not None and not text and run.usage is None):
+            # Nothing came back (or nothing is known to have been consumed):
+            # the user pays nothing.
+            await self.ledger.release(run.hold.id)
+            logger.info("run released in full (%s)", type(failure).__name__)
+            return None
+        cost = min(self.estimator.credits_for(prepared.model, usage), run.hold.amount)
+        _, balance = await self.ledger._capture(run.hold.id, cost, description=_describe(prepared))
+        exchange = await self._save(run, text, usage, cost, duration_ms, stop_reason)
+        if failure is not None:
+            return None
+        warnings = prepared.package.warnings if prepared.package else ()
+        return _result(run.run_id, run.session_id, exchange, balance.available, warnings)
+
+    async def _save(
+        self,
+        run: _Run,
+        text: str,
+        usage: Usage,
+        cost: int,
+        duration_ms: int,
+        stop_reason: str | None,
+    ) -> ExchangeRecord:
+        prepared = run.prepared
+        now = read_clock(self._clock)
+        session = prepared.session
+        for _ in range(_SAVE_ATTEMPTS):
+            count = session.exchange_count if session else 0
+            record = SessionRecord(
+                id=run.session_id,
+                user_id=prepared.user_id,
+                package_id=prepared.package_id,
+                package_version=prepared.package_version,
+                no_prompt=prepared.package is None,
+                created_at=session.created_at if session else now,
+                updated_at=now,
+                title=session.title if session else _title(prepared.request.input),
+                exchange_count=count,
+                comparison_id=session.comparison_id if session else run.comparison_id,
+            )
+            exchange = ExchangeRecord(
+                index=count,
+                input=prepared.request.input,
+                response=text,
+                model=prepared.model.id,
+                usage=usage,
+                credits_spent=cost,
+                run_id=run.run_id,
+                created_at=now,
+                duration_ms=duration_ms,
+                stop_reason=stop_reason,
+            )
+            try:
+                await self.sessions.save_exchange(record, exchange)
+                return exchange
+            except Conflict:
+                # Another run appended to the same session first; append after it.
+                session = await self.sessions.get_session(run.session_id)
+        raise Conflict(f"could not save run {run.run_id!r} to session {run.session_id!r}")
+
+    async def _outcome(self, index: int, started: _Run | RunResult) -> VariantOutcome:
+        if isinstance(started, RunResult):
+            return VariantOutcome(index=index, result=started)
+        try:
+            async with aclosing(self._execute(started)) as events:
+                async for event in events:
+                    if isinstance(event, RunDone):
+                        return VariantOutcome(index=index, result=event.result)
+        except PlaygroundError as exc:
+            error = RunError(error=exc.code, message=exc.message, details=exc.details())
+            return VariantOutcome(index=index, error=error)
+        raise AssertionError("a run ends with done or an error")  # pragma: no cover
+
+
+def _held(started: list[_Run | RunResult]) -> int:
+    return sum(one.hold.amount for one in started if isinstance(one, _Run))
+
+
+async def _shielded(operation: Awaitable[object]) -> None:
+    await asyncio.shield(asyncio.ensure_future(operation))
+
+
+def _approx_usage(prepared: PreparedRun, text: str) -> Usage:
+    return Usage(input_tokens=prepared.input_tokens, output_tokens=approx_tokens(text))
+
+
+def _so_far(run: _Run, prepared: PreparedRun, text: str) -> Usage:
+    """Usage of a run cut short: the last report, with output at least what was received."""
+    if run.usage is None:
+        return _approx_usage(prepared, text)
+    if run.final:
+        return run.usage
+    # Before message_delta the reported output count is a placeholder.
+    output = max(run.usage.output_tokens, approx_tokens(text))
+    return run.usage.model_copy(update={"output_tokens": output})
+
+
+def _describe(prepared: PreparedRun) -> str:
+    what = prepared.package_id or "no prompt"
+    return f"Playground run: {what} on {prepared.model.id}"[:1000]
+
+
+def _result(
+    run_id: str,
+    session_id: str,
+    exchange: ExchangeRecord,
+    remaining: int,
+    warnings: tuple[str, ...],
+) -> RunResult:
+    return RunResult(
+        run_id=run_id,
+        session_id=session_id,
+        exchange_index=exchange.index,
+        response=exchange.response,
+        credits_spent=exchange.credits_spent,
+        credits_remaining=remaining,
+        usage=exchange.usage,
+        duration_ms=exchange.duration_ms,
+        model=exchange.model,
+        stop_reason=exchange.stop_reason,
+        warnings=warnings,
+    )
