@@ -529,3 +529,15 @@ async def test_compare_reports_a_failed_variant_and_charges_only_the_other(
     spent = [o.result.credits_spent for o in comparison.outcomes if o.result]
     assert (errors, spent) == (["model_unavailable"], [7])
     assert (await h.ledger.balance(user)).available == 93
+
+
+async def test_settling_names_the_user_and_refuses_another_users_hold(
+    make: Any, user: str
+) -> None:
+    h = make()
+    await h.funded(user, 100)
+    hold = await h.ledger.hold(user, 5, idempotency_key="mine")
+    with pytest.raises(NotFound):
+        await h.ledger._capture(hold.id, 1, user_id="someone-else")
+    captured, balance = await h.ledger._capture(hold.id, 2, user_id=user)
+    assert (captured.captured, balance.available) == (2, 98)

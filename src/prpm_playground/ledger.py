@@ -309,9 +309,18 @@ class CreditLedger:
         return hold
 
     async def _capture(
-        self, hold_id: str, amount: int, *, description: str | None = None
+        self,
+        hold_id: str,
+        amount: int,
+        *,
+        description: str | None = None,
+        user_id: str | None = None,
     ) -> tuple[Hold, Balance]:
-        """``capture``, also returning the balance after it."""
+        """``capture``, also returning the balance after it.
+
+        A caller that knows the hold's user passes ``user_id`` and saves a
+        lookup; the unit of work still refuses a hold of another account.
+        """
         check_text_id(hold_id, "hold_id")
         check_amount(amount, allow_zero=True)
         check_description(description)
@@ -328,7 +337,7 @@ class CreditLedger:
             after.append(self._balance(book))
             return _hold_model(captured)
 
-        hold = await self._on_hold(hold_id, op)
+        hold = await self._on_hold(hold_id, op, user_id=user_id)
         return hold, after[-1]
 
     async def release(self, hold_id: str) -> Hold:
@@ -557,9 +566,14 @@ class CreditLedger:
         return await self._write(user_id, op)
 
     async def _on_hold(
-        self, hold_id: str, op: Callable[[Book, HoldRecord], Awaitable[Hold]]
+        self,
+        hold_id: str,
+        op: Callable[[Book, HoldRecord], Awaitable[Hold]],
+        *,
+        user_id: str | None = None,
     ) -> Hold:
-        user_id = await self._storage.user_of_hold(hold_id)
+        if user_id is None:
+            user_id = await self._storage.user_of_hold(hold_id)
         if user_id is None:
             raise NotFound(f"no hold {hold_id!r}")
 

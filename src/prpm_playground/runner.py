@@ -325,7 +325,9 @@ class PlaygroundRunner:
             logger.info("run released in full (%s)", type(failure).__name__)
             return None
         cost = min(self.estimator.credits_for(prepared.model, usage), run.hold.amount)
-        _, balance = await self.ledger._capture(run.hold.id, cost, description=_describe(prepared))
+        _, balance = await self.ledger._capture(
+            run.hold.id, cost, description=_describe(prepared), user_id=prepared.user_id
+        )
         exchange = await self._save(run, text, usage, cost, duration_ms, stop_reason)
         if failure is not None:
             return None
