@@ -531,9 +531,7 @@ async def test_compare_reports_a_failed_variant_and_charges_only_the_other(
     assert (await h.ledger.balance(user)).available == 93
 
 
-async def test_settling_names_the_user_and_refuses_another_users_hold(
-    make: Any, user: str
-) -> None:
+async def test_settling_names_the_user_and_refuses_another_users_hold(make: Any, user: str) -> None:
     h = make()
     await h.funded(user, 100)
     hold = await h.ledger.hold(user, 5, idempotency_key="mine")
