@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from prpm_playground import CreditLedger, CreditPolicy, SQLAlchemyStorage
+from prpm_playground.storage.sql.tables import build_tables
 from prpm_playground.testing import ManualClock
 
 PG_URL = os.environ.get(
@@ -40,6 +41,12 @@ class Backend:
         store = SQLAlchemyStorage(await self.make_engine())
         await store.migrate()
         return store
+
+
+def library_tables(prefix: str) -> list[str]:
+    """Every table the migrations create under ``prefix``, children before parents."""
+    tables = build_tables(prefix)
+    return [t.name for t in reversed(tables.metadata.sorted_tables)] + [tables.version_table]
 
 
 async def _pg_reachable() -> str | None:

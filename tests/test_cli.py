@@ -17,7 +17,7 @@ from prpm_playground.cli import _progress, main
 from prpm_playground.storage.sql.migrate import head_revision
 from prpm_playground.testing import ManualClock
 
-from .conftest import PG_URL, Backend
+from .conftest import PG_URL, Backend, library_tables
 
 
 def test_db_upgrade_and_current(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -74,19 +74,8 @@ async def test_cli_on_each_backend(backend: Backend, tmp_path: Path) -> None:
 
         engine = create_async_engine(PG_URL)
         async with engine.begin() as conn:
-            for table in (
-                "feedback",
-                "shares",
-                "exchanges",
-                "sessions",
-                "idempotency_keys",
-                "entries",
-                "holds",
-                "grants",
-                "accounts",
-                "alembic_version",
-            ):
-                await conn.exec_driver_sql(f"DROP TABLE {prefix}{table}")
+            for table in library_tables(prefix):
+                await conn.exec_driver_sql(f"DROP TABLE {table}")
         await engine.dispose()
 
 

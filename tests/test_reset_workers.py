@@ -20,24 +20,12 @@ from prpm_playground import CreditLedger, CreditPolicy, ResetJob, SQLAlchemyStor
 from prpm_playground.periods import period_start
 from prpm_playground.testing import ManualClock
 
-from .conftest import PG_URL, Backend
+from .conftest import PG_URL, Backend, library_tables
 
 ANCHOR = datetime(2025, 6, 30, 12, tzinfo=UTC)
 NOW = period_start(ANCHOR, 3) + timedelta(days=1)
 POLICY = CreditPolicy(trial_credits=0, rollover_cap=40)
 USERS = [f"u{i:03d}" for i in range(150)]
-TABLES = (
-    "feedback",
-    "shares",
-    "exchanges",
-    "sessions",
-    "idempotency_keys",
-    "entries",
-    "holds",
-    "grants",
-    "accounts",
-    "alembic_version",
-)
 
 
 async def seed(storage: SQLAlchemyStorage) -> None:
@@ -128,10 +116,8 @@ async def test_four_worker_processes_equal_one_run(backend: Backend) -> None:
         engine = create_async_engine(PG_URL)
         async with engine.begin() as conn:
             for storage in (single, shared):
-                for table in TABLES:
-                    await conn.exec_driver_sql(
-                        f"DROP TABLE IF EXISTS {storage.table_prefix}{table} CASCADE"
-                    )
+                for table in library_tables(storage.table_prefix):
+                    await conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table} CASCADE")
                 await conn.exec_driver_sql(
                     f"DROP FUNCTION IF EXISTS {storage.table_prefix}open_account_v1"
                 )

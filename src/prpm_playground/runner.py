@@ -130,13 +130,7 @@ class PlaygroundRunner:
         started = await self._start(user_id, request)
         if isinstance(started, RunResult):
             return started
-        result: RunResult | None = None
-        async with aclosing(self._execute(started)) as events:
-            async for event in events:
-                if isinstance(event, RunDone):
-                    result = event.result
-        assert result is not None  # _execute ends with done or raises
-        return result
+        return await self._complete(started)
 
     async def stream(self, user_id: str, request: RunRequest) -> AsyncGenerator[RunEvent, None]:
         """Run ``request`` for ``user_id``, yielding events as they happen.
@@ -164,7 +158,7 @@ class PlaygroundRunner:
                 async for event in events:
                     yield event
             except PlaygroundError as exc:
-                yield RunError(error=exc.code, message=exc.message, details=exc.details())
+                yield _error_event(exc)
 
     async def compare(self, user_id: str, request: CompareRequest) -> Comparison:
         """Run one input on 2 to 4 variants in parallel.
@@ -380,18 +374,27 @@ class PlaygroundRunner:
                 session = await self.sessions.get_session(run.session_id)
         raise Conflict(f"could not save run {run.run_id!r} to session {run.session_id!r}")
 
+    async def _complete(self, run: _Run) -> RunResult:
+        """Run to the end; the result, or the error that ended the run."""
+        result: RunResult | None = None
+        async with aclosing(self._execute(run)) as events:
+            async for event in events:
+                if isinstance(event, RunDone):
+                    result = event.result
+        assert result is not None  # _execute ends with done or raises
+        return result
+
     async def _outcome(self, index: int, started: _Run | RunResult) -> VariantOutcome:
         if isinstance(started, RunResult):
             return VariantOutcome(index=index, result=started)
         try:
-            async with aclosing(self._execute(started)) as events:
-                async for event in events:
-                    if isinstance(event, RunDone):
-                        return VariantOutcome(index=index, result=event.result)
+            return VariantOutcome(index=index, result=await self._complete(started))
         except PlaygroundError as exc:
-            error = RunError(error=exc.code, message=exc.message, details=exc.details())
-            return VariantOutcome(index=index, error=error)
-        raise AssertionError("a run ends with done or an error")  # pragma: no cover
+            return VariantOutcome(index=index, error=_error_event(exc))
+
+
+def _error_event(exc: PlaygroundError) -> RunError:
+    return RunError(error=exc.code, message=exc.message, details=exc.details())
 
 
 def _held(started: list[_Run | RunResult]) -> int:

@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import anthropic
+import httpx2 as _http  # the transport of anthropic >= 2
 from anthropic import types as atypes
 
 from ..errors import (
@@ -33,11 +34,6 @@ from ..errors import (
 )
 from ..models import Usage
 from .base import CompletionRequest, Message, ProviderEvent, TextDelta, UsageReport
-
-try:  # anthropic >= 2 talks through httpx2; older releases through httpx.
-    import httpx2 as _http
-except ImportError:  # pragma: no cover - depends on the installed SDK
-    import httpx as _http  # type: ignore[no-redef]
 
 __all__ = ["AnthropicProvider"]
 

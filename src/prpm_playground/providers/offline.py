@@ -196,14 +196,10 @@ class OfflineProvider:
         text = self._compose(request)
         if approx_tokens(text) <= request.max_tokens:
             return text, "end_turn"
-        # Keep the longest prefix whose approximate count fits max_tokens.
+        # Keep the longest prefix whose approximate count fits max_tokens; a
+        # character cut in half at the byte budget is dropped whole.
         budget = request.max_tokens * BYTES_PER_TOKEN
-        used = 0
-        for position, char in enumerate(text):
-            used += len(char.encode("utf-8"))
-            if used > budget:
-                return text[:position], "max_tokens"
-        return text, "max_tokens"  # pragma: no cover - the count said it does not fit
+        return text.encode()[:budget].decode(errors="ignore"), "max_tokens"
 
     def _compose(self, request: CompletionRequest) -> str:
         system = request.system or ""

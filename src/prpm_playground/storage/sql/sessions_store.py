@@ -147,9 +147,8 @@ class SQLSessions:
             ).first()
             if found is None:
                 return None
-            row = (await conn.execute(select(s).where(s.c.id == found.session_id))).first()
-            if row is None:  # pragma: no cover - the foreign key rules it out
-                return None
+            # The foreign key guarantees the session row.
+            row = (await conn.execute(select(s).where(s.c.id == found.session_id))).one()
             return _to_session(row, ()), _to_exchange(found)
 
     async def delete_session(self, session_id: str) -> bool:
