@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -178,7 +179,7 @@ async def test_connection_left_in_transaction_is_discarded(
     # connection must not return to the pool inside a transaction, holding
     # the account's lock. A one-connection pool makes the next unit reuse it.
     if backend.name != "postgres":
-        pytest.skip("PostgreSQL units own their transaction on the driver; SQLite's do not")
+        pytest.skip("asyncpg's transaction; SQLite's case is the test below")
     import asyncpg.transaction
 
     engine = await backend.make_engine()
@@ -211,3 +212,32 @@ async def test_connection_left_in_transaction_is_discarded(
     # Committed for everyone else (not merely inside a leftover transaction).
     assert (await CreditLedger(storage).balance(user)).available == 3
     await single.dispose()
+
+
+async def test_sqlite_connection_left_in_transaction_is_rolled_back(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite units run their transaction on the driver's thread; if their
+    # rollback never happened, the pool's reset must end the transaction,
+    # or the next unit on that connection would fail to BEGIN (or, worse,
+    # write inside the failed one).
+    from prpm_playground.storage.sql.lite import LiteTransaction
+
+    ledger = CreditLedger(
+        SQLAlchemyStorage(f"sqlite+aiosqlite:///{tmp_path}/left.db"),
+        policy=CreditPolicy(trial_credits=0),
+    )
+    await ledger._storage.migrate()  # type: ignore[attr-defined]
+    await ledger.grant("u", 5, idempotency_key="fund")
+
+    async def no_rollback(self: LiteTransaction) -> None:
+        return None
+
+    monkeypatch.setattr(LiteTransaction, "rollback", no_rollback)
+    with pytest.raises(InsufficientCredits):
+        await ledger.spend("u", 6, idempotency_key="too-much")
+    monkeypatch.undo()
+    entry = await asyncio.wait_for(ledger.spend("u", 2, idempotency_key="next"), timeout=10)
+    assert entry.balance_after == 3
+    await ledger.verify("u")
+    await ledger._storage.close()  # type: ignore[attr-defined]

@@ -219,6 +219,7 @@ async def test_failed_write_leaves_nothing(bare: CreditLedger, storage: SQLAlche
 async def test_sqlite_driver_writes_store_what_sqlalchemy_stores(tmp_path: Any) -> None:
     """The fast SQLite executemany stores every value exactly as SQLAlchemy's would."""
     from datetime import UTC, datetime, timedelta
+    from functools import partial
 
     from prpm_playground._book import Book
     from prpm_playground.periods import month_number
@@ -236,16 +237,28 @@ async def test_sqlite_driver_writes_store_what_sqlalchemy_stores(tmp_path: Any) 
     book._subscription_changed = True
     changes = book.finish()
 
+    from prpm_playground.storage.sql.ledger_store import SQLiteExecutor
+    from prpm_playground.storage.sql.lite import lite_transaction
+
+    async def through_sqlalchemy(conn: Any, statement: Any, rows: Any) -> None:
+        await conn.execute(statement, rows)
+
     dumps = []
-    for fast in (False, True):
-        storage = SQLAlchemyStorage(f"sqlite+aiosqlite:///{tmp_path}/{fast}.db")
+    # SQLAlchemy's own executemany; the reset job's driver executemany; the
+    # ledger unit's statements on the driver thread.
+    for way in ("sqlalchemy", "driver_many", "lite"):
+        storage = SQLAlchemyStorage(f"sqlite+aiosqlite:///{tmp_path}/{way}.db")
         await storage.migrate()
         async with storage.account("u", write=True) as unit:
             account_id = unit.account_id  # type: ignore[attr-defined]
         sql = storage._sql
-        async with storage._tx.begin(write=True) as conn:
-            many = {"run_many": sql.driver_many} if fast else {}
-            await write_rows(conn, sql, [(account_id, changes)], **many)  # type: ignore[arg-type]
+        if way == "lite":
+            async with storage.engine.connect() as conn, lite_transaction(conn, write=True) as tx:
+                await SQLiteExecutor(tx, sql).write(changes, account_id)
+        else:
+            async with storage._tx.begin(write=True) as conn:
+                many = sql.driver_many if way == "driver_many" else through_sqlalchemy
+                await write_rows(sql, [(account_id, changes)], partial(many, conn))
         async with storage.engine.connect() as conn:
             # Every column but the account's own created_at (the wall clock).
             tables = ("grants", "holds", "entries", "idempotency_keys")
@@ -254,5 +267,20 @@ async def test_sqlite_driver_writes_store_what_sqlalchemy_stores(tmp_path: Any) 
                 + [list(await conn.exec_driver_sql("SELECT sub_anchor, due_at FROM prpm_accounts"))]
             )
         await storage.close()
+    assert dumps[0][0]
+    assert dumps[0][2]
+    assert dumps[0] == dumps[2]
     assert dumps[0] == dumps[1]
     assert "2027-01-31 09:30:00.000000" in str(dumps[0])
+
+
+async def test_sqlite_driver_internals_are_checked(tmp_path: Any) -> None:
+    """The installed aiosqlite has what the driver-thread transactions use; others are refused."""
+    from prpm_playground.storage.sql.lite import check_driver
+
+    storage = SQLAlchemyStorage(f"sqlite+aiosqlite:///{tmp_path}/d.db")
+    async with storage.engine.connect() as conn:
+        check_driver((await conn.get_raw_connection()).driver_connection)
+    await storage.close()
+    with pytest.raises(RuntimeError, match="aiosqlite version is not supported"):
+        check_driver(object())

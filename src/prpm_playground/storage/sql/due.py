@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
+from functools import partial
 from operator import itemgetter
 from types import SimpleNamespace
 from typing import Any, Protocol
@@ -215,7 +216,7 @@ class SQLiteDue:
 
     async def write(self, items: list[tuple[int, Changes]]) -> None:
         ledger = self._sql.ledger
-        await write_rows(self._conn, ledger, items, ledger.driver_many)
+        await write_rows(ledger, items, partial(ledger.driver_many, self._conn))
 
 
 class PostgresDue:

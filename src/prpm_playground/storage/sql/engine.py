@@ -17,9 +17,10 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import PoolResetState, StaticPool
 
 from ...errors import InvalidRequest
+from .lite import LiteTransaction, lite_transaction
 
 DEFAULT_URL = "sqlite+aiosqlite:///./prpm_playground.db"
 BUSY_TIMEOUT_S = 30.0
@@ -36,10 +37,17 @@ def create_engine(url: str) -> AsyncEngine:
     if backend == "sqlite":
         if parsed.get_driver_name() != "aiosqlite":
             raise InvalidRequest("SQLite URLs must use the async driver: sqlite+aiosqlite://")
-        kwargs: dict[str, Any] = {"connect_args": {"timeout": BUSY_TIMEOUT_S}}
+        # The pool's rollback-on-return would cost a hand-off to the driver's
+        # thread per transaction; ``_reset_if_open`` rolls back only a
+        # connection that comes back inside a transaction.
+        kwargs: dict[str, Any] = {
+            "connect_args": {"timeout": BUSY_TIMEOUT_S},
+            "pool_reset_on_return": None,
+        }
         if is_memory(parsed.database):
             kwargs["poolclass"] = StaticPool
         engine = create_async_engine(parsed, **kwargs)
+        event.listen(engine.sync_engine, "reset", _reset_if_open)
     elif backend == "postgresql":
         if parsed.get_driver_name() != "asyncpg":
             raise InvalidRequest(
@@ -54,6 +62,17 @@ def create_engine(url: str) -> AsyncEngine:
         raise InvalidRequest(f"unsupported database {backend!r}: use SQLite or PostgreSQL")
     configure(engine)
     return engine
+
+
+def _reset_if_open(dbapi_connection: Any, _record: Any, state: PoolResetState) -> None:
+    """Roll back a pooled SQLite connection returned inside a transaction.
+
+    Every transaction of this library ends in a commit or a rollback; this
+    catches one a failure left open, which would otherwise keep the
+    database's write lock. Reading ``in_transaction`` needs no hand-off.
+    """
+    if state.asyncio_safe and dbapi_connection._connection.in_transaction:
+        dbapi_connection.rollback()
 
 
 def is_memory(database: str | None) -> bool:
@@ -126,6 +145,20 @@ class Transactions:
         else:
             async with self._begin(write=write) as conn:
                 yield conn
+
+    @asynccontextmanager
+    async def lite(self, *, write: bool) -> AsyncIterator[LiteTransaction]:
+        """SQLite only: a transaction sent to the driver's thread in batches."""
+        if self._writer is not None and (write or self._memory):
+            async with (
+                self._writer.get(),
+                self.engine.connect() as conn,
+                lite_transaction(conn, write=write) as tx,
+            ):
+                yield tx
+        else:
+            async with self.engine.connect() as conn, lite_transaction(conn, write=write) as tx:
+                yield tx
 
     @asynccontextmanager
     async def _begin(self, *, write: bool) -> AsyncIterator[AsyncConnection]:

@@ -14,8 +14,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from operator import itemgetter
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import Any, Protocol
 
 from sqlalchemy import (
     BigInteger,
@@ -30,15 +29,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable, literal, literal_column
-from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.types import TypeEngine
-
-if TYPE_CHECKING:
-    from sqlalchemy.sql.type_api import _BindProcessorType
 
 from ..base import (
     AccountState,
@@ -48,6 +42,7 @@ from ..base import (
     HoldRecord,
     SubscriptionRecord,
 )
+from .lite import LiteStatements, LiteTransaction
 from .records import (
     account_row,
     entry_row,
@@ -231,10 +226,13 @@ class LedgerStatements:
         )
         # By primary key alone (one usable index); the unit checks the account.
         self.grants_by_id = select(g).where(g.c.id.in_(bindparam("ids", expanding=True)))
+        # The same, one id at a time, for statements compiled once (``lite``).
+        self.grant_by_id = select(g).where(g.c.id == bindparam("id"))
         self.hold_by_id = select(h).where(h.c.id == bindparam("id"))
         self.insert_keys = k.insert()
 
-        self.driver_many = DriverMany(sqlite.dialect())
+        self.lite = LiteStatements(sqlite.dialect())
+        self.driver_many = DriverMany(self.lite)
         self.set_account = update(acc).where(acc.c.id == bindparam("b_account"))
         self.insert_grants = g.insert()
         self.insert_holds = h.insert()
@@ -348,78 +346,78 @@ class Executor(Protocol):
 
 
 class SQLiteExecutor:
-    """Runs the unit's statements through SQLAlchemy on SQLite."""
+    """Runs the unit's statements on SQLite's driver thread (see ``lite``):
+    the locking read goes with the transaction's begin, and the writes are
+    deferred to go with its commit."""
 
-    def __init__(self, conn: AsyncConnection, sql: LedgerStatements) -> None:
-        self._conn = conn
+    def __init__(self, tx: LiteTransaction, sql: LedgerStatements) -> None:
+        self._tx = tx
         self._sql = sql
+        self._lite = sql.lite
 
     async def open(self, user_id: str, key: str | None, lock: bool) -> Iterable[Any]:
-        # BEGIN IMMEDIATE already holds the database's write lock.
-        return await self._conn.execute(
-            self._sql.open[key is not None], {"user_id": user_id, "key": key}
-        )
+        # BEGIN IMMEDIATE, sent with this read, already holds the write lock.
+        statement = self._lite.get(self._sql.open[key is not None])
+        return await self._tx.query(statement, {"user_id": user_id, "key": key})
 
     async def create_account(self, user_id: str, now: datetime) -> int | None:
-        params = {"user_id": user_id, "now": now}
-        created: int | None = (await self._conn.execute(self._sql.create_account, params)).scalar()
-        return created
+        statement = self._lite.get(self._sql.create_account)
+        rows = await self._tx.query(statement, {"user_id": user_id, "now": now})
+        return int(rows[0][0]) if rows else None
 
     async def grants(self, ids: list[str]) -> list[Any]:
-        return list(await self._conn.execute(self._sql.grants_by_id, {"ids": ids}))
+        statement = self._lite.get(self._sql.grant_by_id)
+        reads = [statement.fetch({"id": i}) for i in ids]
+        raw = await self._tx.run(lambda c: [row for read in reads for row in read(c)])
+        return statement.rows(raw)
 
     async def hold(self, hold_id: str) -> Any | None:
-        return (await self._conn.execute(self._sql.hold_by_id, {"id": hold_id})).first()
+        rows = await self._tx.query(self._lite.get(self._sql.hold_by_id), {"id": hold_id})
+        return rows[0] if rows else None
 
     async def write(self, changes: Changes, account_id: int) -> None:
-        await write_rows(self._conn, self._sql, [(account_id, changes)], self._sql.driver_many)
+        async def defer(statement: Executable, rows: list[dict[str, Any]]) -> None:
+            self._tx.defer(self._lite.get(statement, tuple(rows[0])).many(rows))
+
+        await write_rows(self._sql, [(account_id, changes)], defer)
 
 
-RunMany = Callable[[AsyncConnection, Executable, list[dict[str, Any]]], Awaitable[object]]
-
-
-async def _sqlalchemy_many(
-    conn: AsyncConnection, statement: Executable, rows: list[dict[str, Any]]
-) -> object:
-    return await conn.execute(statement, rows)
+RunMany = Callable[[Executable, list[dict[str, Any]]], Awaitable[object]]
 
 
 async def write_rows(
-    conn: AsyncConnection,
-    sql: LedgerStatements,
-    items: Sequence[tuple[int, Changes]],
-    run_many: RunMany = _sqlalchemy_many,
+    sql: LedgerStatements, items: Sequence[tuple[int, Changes]], run_many: RunMany
 ) -> None:
     """Write the changes of one or many accounts, one executemany per kind of row."""
     grants = [grant_row(x, a) for a, c in items for x in c.new_grants]
     if grants:
-        await run_many(conn, sql.insert_grants, grants)
+        await run_many(sql.insert_grants, grants)
     remaining = [
         {"b_id": k, "b_remaining": v} for _, c in items for k, v in c.grant_remaining.items()
     ]
     if remaining:
-        await run_many(conn, sql.set_remaining, remaining)
+        await run_many(sql.set_remaining, remaining)
     holds = [hold_row(x, a) for a, c in items for x in c.new_holds]
     if holds:
-        await run_many(conn, sql.insert_holds, holds)
+        await run_many(sql.insert_holds, holds)
     settled = [
         {"b_id": x.id, "b_status": x.status, "b_captured": x.captured, "b_settled_at": x.settled_at}
         for _, c in items
         for x in c.updated_holds
     ]
     if settled:
-        await run_many(conn, sql.settle_holds, settled)
+        await run_many(sql.settle_holds, settled)
     entries = [entry_row(x, a) for a, c in items for x in c.new_entries]
     if entries:
-        await run_many(conn, sql.insert_entries, entries)
+        await run_many(sql.insert_entries, entries)
     keys = [row for a, c in items for row in key_rows(c, a)]
     if keys:
-        await run_many(conn, sql.insert_keys, keys)
+        await run_many(sql.insert_keys, keys)
     accounts = [
         {"b_account": a, **account_row(c.account)} for a, c in items if c.account is not None
     ]
     if accounts:
-        await run_many(conn, sql.set_account, accounts)
+        await run_many(sql.set_account, accounts)
 
 
 class DriverMany:
@@ -428,66 +426,18 @@ class DriverMany:
     SQLAlchemy's own executemany builds and processes a parameter dict per
     row; for the reset job's thousands of rows per batch that cost several
     times the database's work. Here each row becomes a tuple, with the
-    same bind processors (so values are stored exactly as SQLAlchemy
-    stores them), and the driver gets the list in one call.
+    same bind processors (see ``LiteStatement``), and the driver gets the
+    list in one call.
     """
 
-    def __init__(self, dialect: Dialect) -> None:
-        self._dialect = dialect
-        self._plans: dict[tuple[int, tuple[str, ...]], _Plan] = {}
+    def __init__(self, statements: LiteStatements) -> None:
+        self._statements = statements
 
     async def __call__(
         self, conn: AsyncConnection, statement: Executable, rows: list[dict[str, Any]]
     ) -> object:
-        keys = tuple(rows[0])
-        plan = self._plans.get((id(statement), keys))
-        if plan is None:
-            plan = self._plans[(id(statement), keys)] = self._plan(statement, keys)
-        text, pick, processed = plan
-        params: list[tuple[Any, ...]]
-        if processed:
-            # Rows of a batch share instants (a period's start and end): each
-            # distinct value is processed once per call.
-            memo: dict[tuple[int, Any], Any] = {}
-            params = []
-            for row in rows:
-                values = list(pick(row))
-                for i, process in processed:
-                    value = values[i]
-                    done = memo.get((i, value), _MISSING)
-                    if done is _MISSING:
-                        done = memo[(i, value)] = process(value)
-                    values[i] = done
-                params.append(tuple(values))
-        else:
-            params = [pick(row) for row in rows]
-        return await conn.exec_driver_sql(text, params)
-
-    def _plan(self, statement: Executable, keys: tuple[str, ...]) -> _Plan:
-        compiled = cast(
-            SQLCompiler,
-            statement.compile(dialect=self._dialect, column_keys=list(keys)),  # type: ignore[attr-defined]
-        )
-        names = list(compiled.positiontup or ())
-        processors = [_processor(compiled.binds[name].type, self._dialect) for name in names]
-        # itemgetter of one name returns the value, not a 1-tuple.
-        getter = itemgetter(*names) if len(names) > 1 else (lambda row: (row[names[0]],))
-        processed = [(i, p) for i, p in enumerate(processors) if p is not None]
-        return str(compiled), getter, processed
-
-
-_MISSING = object()
-_Plan = tuple[
-    str,
-    "Callable[[dict[str, Any]], tuple[Any, ...]]",
-    "list[tuple[int, _BindProcessorType[Any]]]",
-]
-
-
-def _processor(type_: TypeEngine[Any], dialect: Dialect) -> _BindProcessorType[Any] | None:
-    """The bind processor SQLAlchemy itself applies: the dialect's implementation
-    of the type (for a TypeDecorator, its ``process_bind_param`` then that)."""
-    return type_.dialect_impl(dialect).bind_processor(dialect)
+        compiled = self._statements.get(statement, tuple(rows[0]))
+        return await conn.exec_driver_sql(compiled.sql, compiled.bind_many(rows))
 
 
 async def open_unit(

@@ -11,6 +11,7 @@ as ``Conflict``.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,7 @@ from ...errors import Conflict, NotFound
 from ...models import SharedExchange, Usage
 from ..base import ExchangeRecord, FeedbackRecord, SessionRecord, ShareRecord
 from .engine import Transactions
+from .lite import LiteStatements
 from .tables import Tables
 
 __all__ = ["SQLSessions"]
@@ -47,6 +49,19 @@ class SQLSessions:
         self._tx = tx
         self._t = tables
         self._ready = ready
+        self._lite = LiteStatements(sqlite.dialect())
+        s = tables.sessions
+        insert = self._insert(s)
+        self._upsert_session = insert.on_conflict_do_update(
+            index_elements=[s.c.id],
+            set_={
+                "updated_at": insert.excluded.updated_at,
+                "exchange_count": s.c.exchange_count + 1,
+            },
+            # Never append to someone else's session, whatever the caller checked.
+            where=s.c.user_id == insert.excluded.user_id,
+        ).returning(s.c.id)
+        self._insert_exchange = tables.exchanges.insert()
 
     def _insert(self, table: Table) -> postgresql.Insert | sqlite.Insert:
         return postgresql.insert(table) if self._tx.is_postgres else sqlite.insert(table)
@@ -91,25 +106,28 @@ class SQLSessions:
                 with this run id, or the session belongs to another user.
         """
         await self._ready()
-        s = self._t.sessions
-        insert = self._insert(s).values(_session_row(session, session.exchange_count + 1))
-        upsert = insert.on_conflict_do_update(
-            index_elements=[s.c.id],
-            set_={
-                "updated_at": insert.excluded.updated_at,
-                "exchange_count": s.c.exchange_count + 1,
-            },
-            # Never append to someone else's session, whatever the caller checked.
-            where=s.c.user_id == insert.excluded.user_id,
-        ).returning(s.c.id)
+        session_row = _session_row(session, session.exchange_count + 1)
+        exchange_row = _exchange_row(session, exchange)
+        not_owner = Conflict(f"session {session.id!r} belongs to another user")
         try:
-            async with self._tx.begin(write=True) as conn:
-                if (await conn.execute(upsert)).first() is None:
-                    raise Conflict(f"session {session.id!r} belongs to another user")
-                await conn.execute(
-                    self._t.exchanges.insert().values(_exchange_row(session, exchange))
-                )
-        except IntegrityError as exc:
+            if self._tx.is_postgres:
+                async with self._tx.begin(write=True) as conn:
+                    if (await conn.execute(self._upsert_session, session_row)).first() is None:
+                        raise not_owner
+                    await conn.execute(self._insert_exchange, exchange_row)
+                return
+            # SQLite: both statements and the commit in one hand-off (see ``lite``).
+            upsert = self._lite.get(self._upsert_session, tuple(session_row)).fetch(session_row)
+            insert = self._lite.get(self._insert_exchange, tuple(exchange_row)).many([exchange_row])
+
+            def save(c: sqlite3.Connection) -> None:
+                if not upsert(c):
+                    raise not_owner
+                insert(c)
+
+            async with self._tx.lite(write=True) as tx:
+                tx.defer(save)
+        except (IntegrityError, sqlite3.IntegrityError) as exc:
             raise Conflict(
                 f"exchange {exchange.index} of session {session.id!r} is taken, "
                 f"or run {exchange.run_id!r} already saved an exchange"

@@ -160,8 +160,8 @@ class SQLAlchemyStorage:
                 pg = PostgresExecutor(driver, self._pg)
                 yield await open_unit(pg, user_id, write=write, key=key, now=utc_now)
         else:
-            async with self._tx.begin(write=write) as conn:
-                lite = SQLiteExecutor(conn, self._sql)
+            async with self._tx.lite(write=write) as tx:
+                lite = SQLiteExecutor(tx, self._sql)
                 yield await open_unit(lite, user_id, write=write, key=key, now=utc_now)
 
     # -- the reset job's port -----------------------------------------------------
