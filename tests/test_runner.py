@@ -220,6 +220,19 @@ async def test_a_client_that_goes_away_pays_for_what_was_produced(make: Any, use
     await h.ledger.verify(user)
 
 
+async def test_a_client_gone_right_after_started_gets_its_hold_back(make: Any, user: str) -> None:
+    h = make()
+    await h.funded(user, 100)
+    async with aclosing(h.runner.stream(user, request())) as events:
+        first = await anext(events)
+        assert isinstance(first, RunStarted)
+    # Closed before the model was called: nothing held, nothing charged.
+    assert h.provider.requests == []
+    assert await h.holds(user) == [(await h.hold_of(request()), 0, "released")]
+    assert (await h.ledger.balance(user)).available == 100
+    await h.ledger.verify(user)
+
+
 async def test_a_cancelled_task_settles_before_the_cancellation_ends(make: Any, user: str) -> None:
     gate = asyncio.Event()
     h = make([start_usage(), TextDelta("a b c "), gate])
@@ -529,6 +542,53 @@ async def test_compare_reports_a_failed_variant_and_charges_only_the_other(
     spent = [o.result.credits_spent for o in comparison.outcomes if o.result]
     assert (errors, spent) == (["model_unavailable"], [7])
     assert (await h.ledger.balance(user)).available == 93
+
+
+async def test_a_cancelled_compare_ends_only_after_every_variant_settled(
+    make: Any, user: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    never = asyncio.Event()
+    h = make([start_usage(), TextDelta("one two three "), never])
+    await h.funded(user, 100)
+    gate = asyncio.Event()  # holds back the second variant's charge
+    captures = 0
+    capture = h.ledger._capture
+
+    async def slow_second(*args: Any, **kwargs: Any) -> Any:
+        nonlocal captures
+        captures += 1
+        if captures == 2:
+            await gate.wait()
+        return await capture(*args, **kwargs)
+
+    monkeypatch.setattr(h.ledger, "_capture", slow_second)
+    task = asyncio.create_task(
+        h.runner.compare(
+            user,
+            CompareRequest(
+                input="Review this",
+                max_tokens=1000,
+                variants=[
+                    CompareVariant(package_id="reviewer"),
+                    CompareVariant(package_id="other"),
+                ],
+            ),
+        )
+    )
+    while len(h.provider.requests) < 2:
+        await asyncio.sleep(0)
+    for _ in range(20):  # both variants stream their first words
+        await asyncio.sleep(0)
+    task.cancel()
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert captures == 2
+    assert not task.done()  # the second variant is still being charged
+    gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [status for _, _, status in await h.holds(user)] == ["captured", "captured"]
+    await h.ledger.verify(user)
 
 
 async def test_settling_names_the_user_and_refuses_another_users_hold(make: Any, user: str) -> None:

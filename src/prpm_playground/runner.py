@@ -201,9 +201,21 @@ class PlaygroundRunner:
         except BaseException:
             await self._release_all(started)
             raise
-        outcomes = await asyncio.gather(
-            *(self._outcome(index, one) for index, one in enumerate(started))
-        )
+        tasks = [
+            asyncio.ensure_future(self._outcome(index, one)) for index, one in enumerate(started)
+        ]
+        try:
+            outcomes = await asyncio.gather(*tasks)
+        except BaseException:
+            # gather gives up at the first variant that ends by cancellation;
+            # every variant must have settled before the comparison ends. A
+            # variant already being cancelled is not cancelled again: that
+            # would abandon its settlement.
+            for task in tasks:
+                if not task.cancelling():
+                    task.cancel()
+            await asyncio.wait(tasks)
+            raise
         return Comparison(id=compare_id, outcomes=tuple(outcomes))
 
     # -- starting -----------------------------------------------------------------------
@@ -260,16 +272,18 @@ class PlaygroundRunner:
 
     async def _execute(self, run: _Run) -> AsyncGenerator[RunEvent, None]:
         prepared = run.prepared
-        yield RunStarted(
-            run_id=run.run_id,
-            session_id=run.session_id,
-            hold_id=run.hold.id,
-            held=run.hold.amount,
-            estimate=self.estimator.estimate_of(prepared, run.available_before),
-        )
         began = time.monotonic()
         failure: BaseException | None = None
         try:
+            # Inside the try: a consumer that stops right after ``started``
+            # still gets its hold back.
+            yield RunStarted(
+                run_id=run.run_id,
+                session_id=run.session_id,
+                hold_id=run.hold.id,
+                held=run.hold.amount,
+                estimate=self.estimator.estimate_of(prepared, run.available_before),
+            )
             async with self.provider.stream(prepared.completion) as events:
                 async for event in events:
                     if isinstance(event, TextDelta):
