@@ -42,8 +42,10 @@ def test_binding_names_exist() -> None:
         LocalPackages,
         NotFound,
         OfflineProvider,
+        Playground,
         PlaygroundError,
         PlaygroundRunner,
+        RateLimits,
         RegistryPackages,
         ResetJob,
         ResetReport,
@@ -88,3 +90,46 @@ def test_error_bodies() -> None:
     conflict = errors.IdempotencyConflict("x", idempotency_key="k")
     assert isinstance(conflict, errors.Conflict)
     assert conflict.to_dict()["idempotency_key"] == "k"
+
+
+def test_the_facade_signature() -> None:
+    import inspect
+
+    parameters = inspect.signature(prpm_playground.Playground).parameters
+    assert list(parameters)[:8] == [
+        "database_url",
+        "storage",
+        "provider",
+        "packages",
+        "payments",
+        "policy",
+        "clock",
+        "catalog",
+    ]
+    assert parameters["database_url"].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    assert all(
+        p.kind is inspect.Parameter.KEYWORD_ONLY
+        for name, p in parameters.items()
+        if name != "database_url"
+    )
+
+
+def test_web_error_codes_are_stable() -> None:
+    from prpm_playground.web import errors as web_errors
+
+    assert {
+        cls.__name__: cls.code
+        for cls in (
+            web_errors.Unauthorized,
+            web_errors.PayloadTooLarge,
+            web_errors.UnsupportedMediaType,
+            web_errors.MethodNotAllowed,
+            web_errors.RequestInvalid,
+        )
+    } == {
+        "Unauthorized": "unauthorized",
+        "PayloadTooLarge": "payload_too_large",
+        "UnsupportedMediaType": "unsupported_media_type",
+        "MethodNotAllowed": "method_not_allowed",
+        "RequestInvalid": "invalid_request",
+    }

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-from contextlib import aclosing
+from collections.abc import AsyncIterator
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -562,6 +563,17 @@ async def test_a_cancelled_compare_ends_only_after_every_variant_settled(
         return await capture(*args, **kwargs)
 
     monkeypatch.setattr(h.ledger, "_capture", slow_second)
+    both = asyncio.Event()
+    opened = h.provider.stream
+
+    @asynccontextmanager
+    async def stream(request: Any) -> AsyncIterator[Any]:
+        async with opened(request) as events:
+            if len(h.provider.requests) == 2:
+                both.set()
+            yield events
+
+    monkeypatch.setattr(h.provider, "stream", stream)
     task = asyncio.create_task(
         h.runner.compare(
             user,
@@ -575,8 +587,7 @@ async def test_a_cancelled_compare_ends_only_after_every_variant_settled(
             ),
         )
     )
-    while len(h.provider.requests) < 2:
-        await asyncio.sleep(0)
+    await both.wait()
     for _ in range(20):  # both variants stream their first words
         await asyncio.sleep(0)
     task.cancel()

@@ -50,6 +50,7 @@ async def test_migrate_is_idempotent_and_prefixed(backend: Backend) -> None:
         "acme_exchanges",
         "acme_shares",
         "acme_feedback",
+        "acme_rate_limits",
         "acme_alembic_version",
     }
     for table, objects in names.items():

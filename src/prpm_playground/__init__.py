@@ -5,7 +5,7 @@ idempotent, concurrency-safe ledger over SQLite or PostgreSQL.
 """
 
 from .catalog import ModelCatalog, ModelInfo
-from .config import CreditPack, CreditPolicy, GrantKind, Limits
+from .config import CreditPack, CreditPolicy, GrantKind, Limits, RateLimits
 from .errors import (
     Conflict,
     HoldNotActive,
@@ -27,7 +27,10 @@ from .estimator import Estimator
 from .ledger import CreditLedger
 from .models import (
     Balance,
+    CompareDone,
+    CompareEvent,
     CompareRequest,
+    CompareStarted,
     CompareVariant,
     Comparison,
     Draw,
@@ -36,10 +39,14 @@ from .models import (
     Estimate,
     Exchange,
     Feedback,
+    FeedbackRequest,
     Grant,
     HistoryPage,
+    HistoryQuery,
     Hold,
     HoldStatus,
+    ModelPrice,
+    ModelPrices,
     MonthlyAllowance,
     RunDelta,
     RunDone,
@@ -50,6 +57,7 @@ from .models import (
     RunStarted,
     RunUsage,
     Session,
+    SessionListQuery,
     SessionPage,
     SessionSummary,
     SharedExchange,
@@ -58,6 +66,7 @@ from .models import (
     Usage,
     VariantOutcome,
 )
+from .playground import Playground
 from .pricing import Pricing, TieredPricing, TokenPricing
 from .providers import AnthropicProvider, OfflineProvider
 from .reset import ResetJob, ResetReport
@@ -71,7 +80,10 @@ __version__ = "0.1.0"
 __all__ = [
     "AnthropicProvider",
     "Balance",
+    "CompareDone",
+    "CompareEvent",
     "CompareRequest",
+    "CompareStarted",
     "CompareVariant",
     "Comparison",
     "Conflict",
@@ -85,9 +97,11 @@ __all__ = [
     "Estimator",
     "Exchange",
     "Feedback",
+    "FeedbackRequest",
     "Grant",
     "GrantKind",
     "HistoryPage",
+    "HistoryQuery",
     "Hold",
     "HoldNotActive",
     "HoldStatus",
@@ -101,17 +115,21 @@ __all__ = [
     "ModelCatalog",
     "ModelInfo",
     "ModelOverloaded",
+    "ModelPrice",
+    "ModelPrices",
     "ModelUnavailable",
     "MonthlyAllowance",
     "NotFound",
     "OfflineProvider",
     "Package",
     "PackageSourceUnavailable",
+    "Playground",
     "PlaygroundError",
     "PlaygroundRunner",
     "Pricing",
     "ProviderMisconfigured",
     "RateLimited",
+    "RateLimits",
     "RegistryPackages",
     "ResetJob",
     "ResetReport",
@@ -127,6 +145,7 @@ __all__ = [
     "SQLAlchemyStorage",
     "SchemaMismatch",
     "Session",
+    "SessionListQuery",
     "SessionPage",
     "SessionService",
     "SessionSummary",

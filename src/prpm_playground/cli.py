@@ -1,18 +1,23 @@
-"""The operator CLI: ``prpm-playground db upgrade|current`` and ``prpm-playground reset run``.
+"""The operator CLI: ``prpm-playground db upgrade|current``, ``reset run``, ``openapi``, ``demo``.
 
 The database URL comes from ``--url``, else ``$PRPM_DATABASE_URL``, else the
-default SQLite file. Exit codes: 0 success, 1 failure, 2 usage error.
+default SQLite file (``demo`` takes its own ``--db``). Exit codes: 0 success,
+1 failure, 2 usage error.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
+import json
 import os
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import TextIO
 
 from ._clock import utc_now
@@ -22,6 +27,7 @@ from .reset import MAX_BATCH_SIZE, ResetJob, ResetReport
 from .storage.sql import SQLAlchemyStorage
 from .storage.sql.engine import DEFAULT_URL
 from .storage.sql.migrate import head_revision
+from .web.openapi import openapi_schema
 
 __all__ = ["main"]
 
@@ -86,7 +92,71 @@ def _parser() -> argparse.ArgumentParser:
         metavar="MODULE:NAME",
         help="the app's CreditPolicy, e.g. myapp.billing:POLICY (default: CreditPolicy())",
     )
+    openapi = commands.add_parser("openapi", help="print the web API's OpenAPI document (JSON)")
+    openapi.add_argument(
+        "--server-url", help="where the API is mounted, e.g. /api/v1/playground (default: none)"
+    )
+    _demo_parser(commands)
     return parser
+
+
+def _demo_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from ._demo import DEFAULT_DATABASE_URL
+
+    demo = commands.add_parser(
+        "demo",
+        help="serve a demo host app with the playground mounted (needs uvicorn: the demo extra)",
+        description="Serve a small demo host app with the playground under /api/v1/playground: "
+        "SQLite, the bundled example packages, and Claude if ANTHROPIC_API_KEY is set, else "
+        "the offline provider. Demo only: the user is whoever the X-User header or ?user= "
+        "says (default demo-user).",
+    )
+    demo.add_argument("--host", default="127.0.0.1", help="interface (default: 127.0.0.1)")
+    demo.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one")
+    demo.add_argument(
+        "--db", default=DEFAULT_DATABASE_URL, help=f"database URL (default: {DEFAULT_DATABASE_URL})"
+    )
+    demo.add_argument(
+        "--packages", type=Path, help="folder of packages (default: the bundled examples)"
+    )
+
+
+def _demo(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+    except ImportError:
+        print("error: the demo needs uvicorn: pip install 'prpm-playground[demo]'", file=sys.stderr)
+        return 1
+    from ._demo import PACKAGES, build_demo, package_ids, try_lines
+
+    packages: Path = args.packages or PACKAGES
+    app, playground = build_demo(args.db, packages=packages)
+    banner = [
+        f"  provider: {type(playground.provider).__name__}"
+        + ("" if os.environ.get("ANTHROPIC_API_KEY") else " (set ANTHROPIC_API_KEY for Claude)"),
+        f"  database: {args.db}",
+        f"  packages: {', '.join(package_ids(packages))}",
+        "Demo only: the user is whoever X-User or ?user= says (default demo-user).",
+    ]
+
+    class DemoServer(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if not self.started:
+                return
+            port = self.servers[0].sockets[0].getsockname()[1] if self.servers else args.port
+            host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host  # noqa: S104
+            base = f"http://{host}:{port}"
+            print(f"PRPM+ Playground demo: {base}/", *banner, "", "Try:", sep="\n")
+            print(*(f"  {line}" for line in try_lines(base)), sep="\n")
+            print("Press Ctrl+C to stop.", flush=True)
+
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
+    # uvicorn re-raises Ctrl+C once it has shut down cleanly: that is a normal stop here.
+    with contextlib.suppress(KeyboardInterrupt):
+        DemoServer(config).run()
+    print("demo stopped")
+    return 0
 
 
 async def _db(command: str, url: str, prefix: str) -> str:
@@ -149,8 +219,13 @@ async def _reset(args: argparse.Namespace, url: str) -> ResetReport:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the process exit code."""
     args = _parser().parse_args(argv)
-    url = args.url or os.environ.get("PRPM_DATABASE_URL") or DEFAULT_URL
+    if args.group == "openapi":
+        print(json.dumps(openapi_schema(server_url=args.server_url), indent=2))
+        return 0
+    url = getattr(args, "url", None) or os.environ.get("PRPM_DATABASE_URL") or DEFAULT_URL
     try:
+        if args.group == "demo":
+            return _demo(args)
         if args.group == "db":
             print(asyncio.run(_db(args.command, url, args.table_prefix)))
             return 0

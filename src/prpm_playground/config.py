@@ -15,6 +15,7 @@ __all__ = [
     "CreditPolicy",
     "GrantKind",
     "Limits",
+    "RateLimits",
 ]
 
 GrantKind = Literal["trial", "monthly", "rollover", "purchased", "bonus", "admin"]
@@ -73,6 +74,34 @@ class Limits(BaseModel):
     expected_output_tokens: int = Field(default=1_024, gt=0, strict=True)
     token_count_timeout: float = Field(default=2.0, gt=0)
     run_deadline: float = Field(default=600.0, gt=0)
+
+
+class RateLimits(BaseModel):
+    """How often one user may call the web API's costly endpoints.
+
+    Counts are kept per user in fixed one-minute windows in the database, so
+    they hold across every app instance that shares it. The cap on open
+    streams is counted in memory, per ASGI app (one process). ``None``
+    switches a limit off.
+
+    Attributes:
+        runs_per_minute: Model runs per user per minute (``POST /run``; a
+            comparison counts one run per variant). The original's tier for
+            signed-in users was 20.
+        estimates_per_minute: ``POST /estimate`` calls per user per minute
+            (each may count tokens at the provider).
+        max_concurrent_streams: Server-Sent Event streams one user may have
+            open at once in one app instance.
+        stream_retry_after: Seconds a client refused by
+            ``max_concurrent_streams`` is told to wait (``Retry-After``).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    runs_per_minute: int | None = Field(default=20, ge=1, strict=True)
+    estimates_per_minute: int | None = Field(default=120, ge=1, strict=True)
+    max_concurrent_streams: int | None = Field(default=3, ge=1, strict=True)
+    stream_retry_after: int = Field(default=5, ge=1, strict=True)
 
 
 def _default_packs() -> tuple[CreditPack, ...]:

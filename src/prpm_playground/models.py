@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -11,7 +12,10 @@ from .config import GrantKind
 
 __all__ = [
     "Balance",
+    "CompareDone",
+    "CompareEvent",
     "CompareRequest",
+    "CompareStarted",
     "CompareVariant",
     "Comparison",
     "Draw",
@@ -20,10 +24,14 @@ __all__ = [
     "Estimate",
     "Exchange",
     "Feedback",
+    "FeedbackRequest",
     "Grant",
     "HistoryPage",
+    "HistoryQuery",
     "Hold",
     "HoldStatus",
+    "ModelPrice",
+    "ModelPrices",
     "MonthlyAllowance",
     "RunDelta",
     "RunDone",
@@ -34,6 +42,7 @@ __all__ = [
     "RunStarted",
     "RunUsage",
     "Session",
+    "SessionListQuery",
     "SessionPage",
     "SessionSummary",
     "ShareLink",
@@ -204,6 +213,20 @@ class HistoryPage(_Model):
 
     entries: tuple[Entry, ...]
     next_cursor: str | None
+
+
+class HistoryQuery(_Model):
+    """Which journal entries a history page shows (the query of ``GET /credits/history``).
+
+    Attributes:
+        type: Only entries of these types; None for all.
+        limit: Page size, 1 to 200.
+        cursor: ``next_cursor`` of the previous page.
+    """
+
+    type: list[EntryType] | None = None
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: Annotated[str, Field(min_length=1, max_length=512)] | None = None
 
 
 # -- runs -----------------------------------------------------------------------------
@@ -437,6 +460,76 @@ class Comparison(_Model):
     outcomes: tuple[VariantOutcome, ...]
 
 
+class CompareStarted(_Model):
+    """First event of a streamed comparison: its id and how many variants run."""
+
+    type: Literal["started"] = "started"
+    compare_id: str
+    variants: int
+
+
+class CompareDone(_Model):
+    """Last event of a successful streamed comparison, with every variant's outcome."""
+
+    type: Literal["done"] = "done"
+    comparison: Comparison
+
+
+CompareEvent = Annotated[CompareStarted | CompareDone | RunError, Field(discriminator="type")]
+"""An event of a streamed comparison (``POST /compare`` as Server-Sent Events)."""
+
+
+# -- models and prices ----------------------------------------------------------------
+
+
+class ModelPrice(_Model):
+    """A model users may pick, with its prices in USD and in credits.
+
+    Attributes:
+        id: The model id.
+        name: Display name.
+        aliases: Short names that pick it (``sonnet``, …).
+        input_usd_per_mtok: USD per million base input tokens.
+        output_usd_per_mtok: USD per million output tokens.
+        cache_write_usd_per_mtok: USD per million input tokens written to the prompt cache.
+        cache_read_usd_per_mtok: USD per million input tokens read from the prompt cache.
+        input_credits_per_mtok: Credits a million base input tokens cost, rounded up.
+        output_credits_per_mtok: Credits a million output tokens cost, rounded up.
+        cache_write_credits_per_mtok: Credits a million cache-write tokens cost, rounded up.
+        cache_read_credits_per_mtok: Credits a million cache-read tokens cost, rounded up.
+        context_window: Most input plus output tokens in one call.
+        max_output_tokens: Most output tokens in one call.
+    """
+
+    id: str
+    name: str
+    aliases: tuple[str, ...]
+    input_usd_per_mtok: Decimal
+    output_usd_per_mtok: Decimal
+    cache_write_usd_per_mtok: Decimal
+    cache_read_usd_per_mtok: Decimal
+    input_credits_per_mtok: int
+    output_credits_per_mtok: int
+    cache_write_credits_per_mtok: int
+    cache_read_credits_per_mtok: int
+    context_window: int
+    max_output_tokens: int
+
+
+class ModelPrices(_Model):
+    """The models runs may use, and what a credit is worth.
+
+    Attributes:
+        usd_per_credit: What one credit is worth, in USD.
+        default_model: The model a run uses when it names none.
+        models: Every model, in the catalog's order.
+    """
+
+    usd_per_credit: Decimal
+    default_model: str
+    models: tuple[ModelPrice, ...]
+
+
 # -- sessions -------------------------------------------------------------------------
 
 
@@ -567,6 +660,32 @@ class SharedSession(_Model):
     no_prompt: bool
     shared_at: datetime
     exchanges: tuple[SharedExchange, ...]
+
+
+class SessionListQuery(_Model):
+    """Which page of sessions to list (the query of ``GET /sessions``).
+
+    Attributes:
+        limit: Page size, 1 to 100.
+        cursor: ``next_cursor`` of the previous page.
+    """
+
+    limit: int = Field(default=20, ge=1, le=100)
+    cursor: Annotated[str, Field(min_length=1, max_length=512)] | None = None
+
+
+class FeedbackRequest(_Model):
+    """A vote on one exchange of one's own session.
+
+    Attributes:
+        exchange_index: The exchange's ``index`` (from 0).
+        helpful: Whether the response helped.
+        comment: Optional text, up to 1,000 characters.
+    """
+
+    exchange_index: int = Field(ge=0)
+    helpful: bool
+    comment: Annotated[str, Field(max_length=1000)] | None = None
 
 
 class Feedback(_Model):

@@ -27,6 +27,7 @@ __all__ = [
     "HoldRecord",
     "LedgerStorage",
     "LedgerUnit",
+    "RateLimitStorage",
     "ResetStorage",
     "SessionRecord",
     "SessionStorage",
@@ -406,4 +407,22 @@ class SessionStorage(Protocol):
 
     async def add_feedback(self, feedback: FeedbackRecord) -> None:
         """Store a vote; ``Conflict`` if the exchange already has one."""
+        ...
+
+
+# -- rate limits ------------------------------------------------------------------------
+
+
+class RateLimitStorage(Protocol):
+    """Fixed-window hit counters, shared by every process that uses the same database."""
+
+    async def rate_limit_hit(self, key: str, window_start: datetime, amount: int = 1) -> int:
+        """Add ``amount`` to the counter of ``(key, window_start)``; return its new value.
+
+        Atomic: concurrent hits from any number of processes are all counted.
+        """
+        ...
+
+    async def rate_limit_prune(self, before: datetime) -> int:
+        """Delete the counters of windows that started before ``before``; return how many."""
         ...

@@ -24,6 +24,7 @@ from ..base import (
     SessionRecord,
     ShareRecord,
 )
+from . import limits_store
 from . import migrate as migrations
 from .due import DueStatements, SQLDueBatch
 from .engine import DEFAULT_URL, LoopLock, Transactions, configure, create_engine
@@ -307,3 +308,17 @@ class SQLAlchemyStorage:
     async def add_feedback(self, feedback: FeedbackRecord) -> None:
         """Store a vote; ``Conflict`` if the exchange already has one."""
         await self._sessions.add_feedback(feedback)
+
+    # -- the rate-limit port (see RateLimitStorage; implemented in limits_store) ------
+
+    async def rate_limit_hit(self, key: str, window_start: datetime, amount: int = 1) -> int:
+        """Add ``amount`` to the counter of ``(key, window_start)``; return its new value."""
+        await self._check_schema()
+        return await limits_store.record_hit(
+            self._tx, self.tables.rate_limits, key, window_start, amount
+        )
+
+    async def rate_limit_prune(self, before: datetime) -> int:
+        """Delete the counters of windows that started before ``before``; return how many."""
+        await self._check_schema()
+        return await limits_store.prune(self._tx, self.tables.rate_limits, before)

@@ -82,6 +82,7 @@ class Tables:
     exchanges: Table
     shares: Table
     feedback: Table
+    rate_limits: Table
 
     @property
     def version_table(self) -> str:
@@ -200,7 +201,18 @@ def build_tables(prefix: str) -> Tables:
     )
     sessions, exchanges, shares, feedback = _session_tables(md, p)
     return Tables(
-        p, md, accounts, grants, holds, entries, keys, sessions, exchanges, shares, feedback
+        p,
+        md,
+        accounts,
+        grants,
+        holds,
+        entries,
+        keys,
+        sessions,
+        exchanges,
+        shares,
+        feedback,
+        _rate_limit_table(md, p),
     )
 
 
@@ -303,3 +315,17 @@ def _session_tables(md: MetaData, p: str) -> tuple[Table, Table, Table, Table]:
         ),
     )
     return sessions, exchanges, shares, feedback
+
+
+def _rate_limit_table(md: MetaData, p: str) -> Table:
+    """Hit counters of the web API's rate limits: one row per key and fixed window."""
+    rate_limits = Table(
+        f"{p}rate_limits",
+        md,
+        Column("key", String(300), primary_key=True),
+        Column("window_start", UTCDateTime(), primary_key=True),
+        Column("hits", BigInteger(), nullable=False),
+    )
+    # Pruning deletes whole past windows at once.
+    Index(f"{p}rate_limits_window_start_ix", rate_limits.c.window_start)
+    return rate_limits
