@@ -42,6 +42,10 @@ from prpm_playground.models import (
     RunStarted,
     RunUsage,
     Usage,
+    VariantDelta,
+    VariantDone,
+    VariantError,
+    VariantStarted,
 )
 from prpm_playground.providers import approx_tokens
 from prpm_playground.providers.base import TextDelta, UsageReport
@@ -491,6 +495,95 @@ async def test_compare_runs_every_variant_and_charges_each(make: Any, user: str)
     sessions = await h.runner.sessions.list_sessions(user, limit=10, before=None)
     assert {s.comparison_id for s in sessions} == {comparison.id}
     assert len(sessions) == 2
+    await h.ledger.verify(user)
+
+
+def two_variants(**fields: Any) -> CompareRequest:
+    values: dict[str, Any] = {
+        "input": "Review this",
+        "max_tokens": 1000,
+        "variants": [CompareVariant(package_id="reviewer"), CompareVariant(no_prompt=True)],
+    }
+    values.update(fields)
+    return CompareRequest(**values)
+
+
+async def test_a_streamed_compare_sends_every_variants_events(make: Any, user: str) -> None:
+    h = make()
+    await h.funded(user, 100)
+    async with aclosing(h.runner.compare_stream(user, two_variants())) as stream:
+        events = [event async for event in stream]
+    [comparison_id] = {e.comparison_id for e in events}
+    for index in (0, 1):
+        mine = [e for e in events if e.variant == index]
+        assert isinstance(mine[0], VariantStarted)
+        assert isinstance(mine[-1], VariantDone)
+        assert sum(isinstance(e, VariantDelta) for e in mine) > 1
+        text = "".join(e.text for e in mine if isinstance(e, VariantDelta))
+        assert text == mine[-1].result.response
+        assert mine[-1].result.credits_spent == 7
+    assert (await h.ledger.balance(user)).available == 86
+    sessions = await h.runner.sessions.list_sessions(user, limit=10, before=None)
+    assert {s.comparison_id for s in sessions} == {comparison_id}
+    # Replayed with the same id: each variant's result again, nothing run or charged.
+    request = two_variants(compare_id=comparison_id)
+    async with aclosing(h.runner.compare_stream(user, request)) as stream:
+        again = [event async for event in stream]
+    assert sorted((type(e), e.variant) for e in again) == [(VariantDone, 0), (VariantDone, 1)]
+    assert len(h.provider.requests) == 2
+    assert (await h.ledger.balance(user)).available == 86
+    await h.ledger.verify(user)
+
+
+async def test_a_streamed_compare_refuses_before_its_first_event(make: Any, user: str) -> None:
+    h = make()
+    await h.funded(user, 10)  # one variant holds 11
+    stream = h.runner.compare_stream(user, two_variants())
+    with pytest.raises(InsufficientCredits) as caught:
+        await anext(stream)
+    assert caught.value.required == 22
+    assert h.provider.requests == []
+    assert (await h.ledger.balance(user)).available == 10
+
+
+async def test_a_streamed_compare_reports_a_failed_variant_and_runs_the_other(
+    make: Any, user: str
+) -> None:
+    h = make()
+    await h.funded(user, 100)
+    scripts = iter([normal(), [ModelUnavailable("down")]])
+    original = h.provider._events
+
+    def scripted() -> Any:
+        h.provider.script = next(scripts)
+        return original()
+
+    h.provider._events = scripted  # type: ignore[method-assign]
+    async with aclosing(h.runner.compare_stream(user, two_variants())) as stream:
+        events = [event async for event in stream]
+    ends = sorted((e.variant, e.type) for e in events if isinstance(e, VariantDone | VariantError))
+    assert [kind for _, kind in ends] in (["done", "error"], ["error", "done"])
+    [failed] = [e for e in events if isinstance(e, VariantError)]
+    assert failed.error == "model_unavailable"
+    assert (await h.ledger.balance(user)).available == 93
+    await h.ledger.verify(user)
+
+
+async def test_a_streamed_compare_closed_early_settles_every_variant(make: Any, user: str) -> None:
+    never = asyncio.Event()
+    h = make([start_usage(), TextDelta("one two three "), never])
+    await h.funded(user, 100)
+    seen: set[int] = set()
+    async with aclosing(h.runner.compare_stream(user, two_variants())) as stream:
+        async for event in stream:
+            if isinstance(event, VariantDelta):
+                seen.add(event.variant)
+                if seen == {0, 1}:
+                    break  # the client goes away once both have said something
+    assert h.provider.closed == 2
+    statuses = [status for _, _, status in await h.holds(user)]
+    assert statuses == ["captured", "captured"]
+    assert not h.runner._settling
     await h.ledger.verify(user)
 
 

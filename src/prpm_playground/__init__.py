@@ -27,10 +27,8 @@ from .estimator import Estimator
 from .ledger import CreditLedger
 from .models import (
     Balance,
-    CompareDone,
     CompareEvent,
     CompareRequest,
-    CompareStarted,
     CompareVariant,
     Comparison,
     Draw,
@@ -64,7 +62,12 @@ from .models import (
     SharedSession,
     ShareLink,
     Usage,
+    VariantDelta,
+    VariantDone,
+    VariantError,
     VariantOutcome,
+    VariantStarted,
+    VariantUsage,
 )
 from .playground import Playground
 from .pricing import Pricing, TieredPricing, TokenPricing
@@ -80,10 +83,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AnthropicProvider",
     "Balance",
-    "CompareDone",
     "CompareEvent",
     "CompareRequest",
-    "CompareStarted",
     "CompareVariant",
     "Comparison",
     "Conflict",
@@ -155,6 +156,11 @@ __all__ = [
     "TieredPricing",
     "TokenPricing",
     "Usage",
+    "VariantDelta",
+    "VariantDone",
+    "VariantError",
     "VariantOutcome",
+    "VariantStarted",
+    "VariantUsage",
     "__version__",
 ]

@@ -12,10 +12,8 @@ from .config import GrantKind
 
 __all__ = [
     "Balance",
-    "CompareDone",
     "CompareEvent",
     "CompareRequest",
-    "CompareStarted",
     "CompareVariant",
     "Comparison",
     "Draw",
@@ -49,7 +47,12 @@ __all__ = [
     "SharedExchange",
     "SharedSession",
     "Usage",
+    "VariantDelta",
+    "VariantDone",
+    "VariantError",
     "VariantOutcome",
+    "VariantStarted",
+    "VariantUsage",
 ]
 
 EntryType = Literal[
@@ -460,23 +463,43 @@ class Comparison(_Model):
     outcomes: tuple[VariantOutcome, ...]
 
 
-class CompareStarted(_Model):
-    """First event of a streamed comparison: its id and how many variants run."""
+class _OfVariant(_Model):
+    """Which variant of a comparison an event is about (index into ``variants``)."""
 
-    type: Literal["started"] = "started"
-    compare_id: str
-    variants: int
-
-
-class CompareDone(_Model):
-    """Last event of a successful streamed comparison, with every variant's outcome."""
-
-    type: Literal["done"] = "done"
-    comparison: Comparison
+    variant: Annotated[int, Field(ge=0, le=3)]
+    comparison_id: str
 
 
-CompareEvent = Annotated[CompareStarted | CompareDone | RunError, Field(discriminator="type")]
-"""An event of a streamed comparison (``POST /compare`` as Server-Sent Events)."""
+class VariantStarted(RunStarted, _OfVariant):
+    """A variant of a streamed comparison is held and about to call its model."""
+
+
+class VariantDelta(RunDelta, _OfVariant):
+    """A piece of one variant's response text."""
+
+
+class VariantUsage(RunUsage, _OfVariant):
+    """One variant's token usage so far."""
+
+
+class VariantDone(RunDone, _OfVariant):
+    """One variant finished; its result."""
+
+
+class VariantError(RunError, _OfVariant):
+    """One variant failed; the others go on."""
+
+
+CompareEvent = Annotated[
+    VariantStarted | VariantDelta | VariantUsage | VariantDone | VariantError,
+    Field(discriminator="type"),
+]
+"""An event of ``PlaygroundRunner.compare_stream``: a run event with its ``variant``.
+
+Each variant sends ``started``, ``delta`` and ``usage`` events and ends with
+``done`` or ``error``; a variant replayed from an earlier identical request
+sends only ``done``. The variants' events interleave as they happen.
+"""
 
 
 # -- models and prices ----------------------------------------------------------------

@@ -21,10 +21,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from ._clock import Clock, read_clock, utc_now
 from ._ids import new_id
@@ -39,6 +40,7 @@ from .errors import (
 from .estimator import Estimator, PreparedRun
 from .ledger import CreditLedger
 from .models import (
+    CompareEvent,
     CompareRequest,
     Comparison,
     Hold,
@@ -51,7 +53,12 @@ from .models import (
     RunStarted,
     RunUsage,
     Usage,
+    VariantDelta,
+    VariantDone,
+    VariantError,
     VariantOutcome,
+    VariantStarted,
+    VariantUsage,
 )
 from .providers._approx import approx_tokens
 from .providers.base import Provider, TextDelta
@@ -172,6 +179,68 @@ class PlaygroundRunner:
             InsufficientCredits: The user cannot afford every variant.
             InvalidRequest, NotFound: As for ``run``, for any variant.
         """
+        compare_id, started = await self._hold_variants(user_id, request)
+        tasks = [
+            asyncio.ensure_future(self._outcome(index, one)) for index, one in enumerate(started)
+        ]
+        try:
+            outcomes = await asyncio.gather(*tasks)
+        finally:
+            await _settled(tasks)
+        return Comparison(id=compare_id, outcomes=tuple(outcomes))
+
+    async def compare_stream(
+        self, user_id: str, request: CompareRequest
+    ) -> AsyncGenerator[CompareEvent, None]:
+        """Like ``compare``, as the variants' events, interleaved as they happen.
+
+        Every variant is held before the first event, so errors before that
+        (``InsufficientCredits`` for the total, an unknown package) are raised,
+        not sent. Each event is a run event with the variant's index; each
+        variant ends with ``done`` or ``error`` and the others go on. Closing
+        the stream early cancels the variants still running, each charged
+        for what it produced, and returns once all are settled.
+
+        Raises:
+            InsufficientCredits: The user cannot afford every variant.
+            InvalidRequest, NotFound: As for ``run``, for any variant.
+        """
+        compare_id, started = await self._hold_variants(user_id, request)
+        queue: asyncio.Queue[tuple[int, RunEvent] | None] = asyncio.Queue()
+
+        async def relay(index: int, one: _Run | RunResult) -> None:
+            try:
+                if isinstance(one, RunResult):  # replayed: no second run
+                    await queue.put((index, RunDone(result=one)))
+                    return
+                try:
+                    async with aclosing(self._execute(one)) as events:
+                        async for event in events:
+                            await queue.put((index, event))
+                except PlaygroundError as exc:
+                    await queue.put((index, _error_event(exc)))
+            finally:
+                queue.put_nowait(None)
+
+        tasks = [asyncio.ensure_future(relay(i, one)) for i, one in enumerate(started)]
+        try:
+            running = len(tasks)
+            while running:
+                item = await queue.get()
+                if item is None:
+                    running -= 1
+                    continue
+                index, event = item
+                yield _of_variant(event, index, compare_id)
+        finally:
+            await _settled(tasks)
+        for task in tasks:  # a relay ends by exception only through a bug: surface it
+            task.result()
+
+    async def _hold_variants(
+        self, user_id: str, request: CompareRequest
+    ) -> tuple[str, list[_Run | RunResult]]:
+        """Check and hold every variant, or none: the comparison's id and its runs."""
         check_text_id(user_id, "user_id")
         if not isinstance(request, CompareRequest):
             raise InvalidRequest("request must be a CompareRequest")
@@ -201,22 +270,7 @@ class PlaygroundRunner:
         except BaseException:
             await self._release_all(started)
             raise
-        tasks = [
-            asyncio.ensure_future(self._outcome(index, one)) for index, one in enumerate(started)
-        ]
-        try:
-            outcomes = await asyncio.gather(*tasks)
-        except BaseException:
-            # gather gives up at the first variant that ends by cancellation;
-            # every variant must have settled before the comparison ends. A
-            # variant already being cancelled is not cancelled again: that
-            # would abandon its settlement.
-            for task in tasks:
-                if not task.cancelling():
-                    task.cancel()
-            await asyncio.wait(tasks)
-            raise
-        return Comparison(id=compare_id, outcomes=tuple(outcomes))
+        return compare_id, started
 
     # -- starting -----------------------------------------------------------------------
 
@@ -409,6 +463,36 @@ class PlaygroundRunner:
 
 def _error_event(exc: PlaygroundError) -> RunError:
     return RunError(error=exc.code, message=exc.message, details=exc.details())
+
+
+async def _settled(tasks: Sequence[asyncio.Future[Any]]) -> None:
+    """Wait until every variant has ended and settled, cancelling those still running.
+
+    gather gives up at the first variant that ends by cancellation, and a
+    consumer may stop reading early; either way every variant must settle
+    before the comparison ends. A variant already being cancelled is not
+    cancelled again: that would abandon its settlement.
+    """
+    for task in tasks:
+        if not task.done() and not (isinstance(task, asyncio.Task) and task.cancelling()):
+            task.cancel()
+    if tasks:
+        await asyncio.wait(tasks)
+
+
+_VARIANT_EVENTS: dict[type[Any], type[Any]] = {
+    RunStarted: VariantStarted,
+    RunDelta: VariantDelta,
+    RunUsage: VariantUsage,
+    RunDone: VariantDone,
+    RunError: VariantError,
+}
+
+
+def _of_variant(event: RunEvent, index: int, comparison_id: str) -> CompareEvent:
+    kind = _VARIANT_EVENTS[type(event)]
+    fields = {**event.model_dump(), "variant": index, "comparison_id": comparison_id}
+    return kind.model_validate(fields)  # type: ignore[no-any-return]
 
 
 def _held(started: list[_Run | RunResult]) -> int:

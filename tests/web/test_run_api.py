@@ -398,19 +398,31 @@ async def test_compare_runs_every_variant(web: Web, user: str) -> None:
     assert {s.comparison_id for s in page.sessions} == {comparison["id"]}
 
 
-async def test_a_streamed_compare_starts_then_ends_with_the_comparison(web: Web, user: str) -> None:
+async def test_a_streamed_compare_sends_each_variants_events(web: Web, user: str) -> None:
     await web.fund(user, 100)
     response = await web.client.post(
         "/compare", json=compare_body(), headers={**as_user(user), **STREAM}
     )
     assert response.status_code == 200
-    [(started, head), (done, tail)] = sse_events(response.text)
-    assert (started, done) == ("started", "done")
-    assert head["variants"] == 2
-    assert tail["comparison"]["id"] == head["compare_id"]
-    assert [o["result"]["credits_spent"] for o in tail["comparison"]["outcomes"]] == [7, 7]
+    events = sse_events(response.text)
+    assert all(data["type"] == name for name, data in events)
+    by_variant: dict[int, list[str]] = {0: [], 1: []}
+    for name, data in events:
+        by_variant[data["variant"]].append(name)
+    for names in by_variant.values():
+        assert names[0] == "started"
+        assert names[-1] == "done"
+        assert "delta" in names
+    [comparison_id] = {data["comparison_id"] for _, data in events}
+    done = [data["result"] for name, data in events if name == "done"]
+    assert [d["credits_spent"] for d in done] == [7, 7]
+    for index in (0, 1):
+        text = "".join(d["text"] for n, d in events if n == "delta" and d["variant"] == index)
+        [result] = [d["result"] for n, d in events if n == "done" and d["variant"] == index]
+        assert text == result["response"]
+    assert await web.available(user) == 86
     page = await web.playground.sessions.list(user)
-    assert {s.comparison_id for s in page.sessions} == {head["compare_id"]}
+    assert {s.comparison_id for s in page.sessions} == {comparison_id}
 
 
 @pytest.mark.parametrize("stream", [False, True])

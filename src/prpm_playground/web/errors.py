@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 from starlette.responses import Response
@@ -247,12 +247,18 @@ def error_event(exc: BaseException, *, purchase_url: str | None = None) -> RunEr
     return RunError(error=code, message=message, details=body)
 
 
-def public_event(event: RunError, *, purchase_url: str | None = None) -> RunError:
-    """A runner's ``error`` event, with the same redaction and extras as ``error_body``."""
+E = TypeVar("E", bound=RunError)
+
+
+def public_event(event: E, *, purchase_url: str | None = None) -> E:
+    """A runner's ``error`` event, with the same redaction and extras as ``error_body``.
+
+    The event keeps its class (a comparison's error keeps its ``variant``).
+    """
     hidden = _OPERATOR_MESSAGES.get(event.error)
     if hidden is not None:
         logger.error("%s: %s", event.error, event.message)
-        return RunError(error=event.error, message=hidden)
+        return event.model_copy(update={"message": hidden, "details": {}})
     if event.error == InsufficientCredits.code:
         return event.model_copy(update={"details": {**event.details, "purchase_url": purchase_url}})
     return event

@@ -21,15 +21,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from .._clock import read_clock
-from .._ids import new_id
 from ..catalog import ModelInfo
-from ..errors import InsufficientCredits, InvalidRequest, PlaygroundError
+from ..errors import InvalidRequest
 from ..models import (
     Balance,
-    CompareDone,
     CompareEvent,
     CompareRequest,
-    CompareStarted,
     Comparison,
     Estimate,
     Feedback,
@@ -48,8 +45,9 @@ from ..models import (
     SharedSession,
     ShareLink,
     Usage,
+    VariantError,
 )
-from .errors import error_event, public_event
+from .errors import public_event
 from .ratelimit import Guard
 from .schemas import CompareBody, HistoryExportQuery, RunBody
 from .sse import EventStream, ServerSentEvent
@@ -266,60 +264,26 @@ async def compare(call: Call) -> Comparison | EventStream:
     request = body.to_request()
     await call.guard.runs(call.user, len(request.variants))
     if body.stream or call.wants_stream:
-        fresh = request.compare_id is None
-        if fresh:
-            request = request.model_copy(update={"compare_id": new_id("cmp")})
-        return await EventStream.start(_compare_events(call, request, check_funds=fresh))
+        return await EventStream.start(_compare_events(call, request))
     return await call.playground.runner.compare(call.user, request)
 
 
 async def _compare_events(
-    call: Call, request: CompareRequest, *, check_funds: bool
+    call: Call, request: CompareRequest
 ) -> AsyncGenerator[ServerSentEvent, None]:
     user = call.user
     release_slot = call.guard.streams.acquire(user)
     try:
-        await _check_compare(call, request, check_funds=check_funds)
-        assert request.compare_id is not None
-        yield ServerSentEvent.of(
-            CompareStarted(compare_id=request.compare_id, variants=len(request.variants))
-        )
-        try:
-            comparison = await call.playground.runner.compare(user, request)
-        except PlaygroundError as exc:
-            yield ServerSentEvent.of(error_event(exc, purchase_url=call.purchase_url))
-            return
-        yield ServerSentEvent.of(CompareDone(comparison=comparison))
+        # Every variant is held before the first event, so what the runner
+        # refuses up front (402 for the total, 404, ...) is an HTTP error;
+        # closing this stream settles every variant.
+        async with aclosing(call.playground.runner.compare_stream(user, request)) as events:
+            async for event in events:
+                if isinstance(event, VariantError):
+                    event = public_event(event, purchase_url=call.purchase_url)
+                yield ServerSentEvent.of(event)
     finally:
         release_slot()
-
-
-async def _check_compare(call: Call, request: CompareRequest, *, check_funds: bool) -> None:
-    """Before the stream starts: every variant valid and, for a new comparison, affordable.
-
-    The same preparation ``PlaygroundRunner.compare`` makes, so what it would
-    refuse before holding anything is refused here as an HTTP error. A
-    retried comparison (a given ``compare_id``) may be a replay that costs
-    nothing, so only its validity is checked here.
-    """
-    estimator = call.playground.estimator
-    required = 0
-    for variant in request.variants:
-        run_request = RunRequest(
-            package_id=variant.package_id,
-            package_version=variant.package_version,
-            no_prompt=variant.no_prompt,
-            model=variant.model,
-            input=request.input,
-            max_tokens=request.max_tokens,
-            temperature=request.temperature,
-        )
-        prepared = await estimator.prepare(call.user, run_request, ask_provider=False)
-        required += prepared.max_credits
-    if check_funds:
-        available = (await call.playground.ledger.balance(call.user)).available
-        if available < required:
-            raise InsufficientCredits(required, available)
 
 
 # -- sessions -------------------------------------------------------------------------
