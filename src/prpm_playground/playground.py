@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -13,6 +11,7 @@ from typing import TYPE_CHECKING, Self
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ._clock import Clock, utc_now
+from ._loops import LoopLock
 from .catalog import ModelCatalog
 from .config import CreditPolicy, RateLimits
 from .errors import InvalidRequest
@@ -142,9 +141,7 @@ class Playground:
         self._sessions = SessionService(self._storage, clock=self._clock)
         self._reset_job = ResetJob(self._storage, policy=self._policy, clock=self._clock)
         self._started = False
-        self._start_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._start_lock = LoopLock()
 
     # -- the services ---------------------------------------------------------------
 
@@ -228,7 +225,7 @@ class Playground:
         """
         if self._started:
             return
-        async with self._start_lock():
+        async with self._start_lock.get():
             if self._started:
                 return
             if self._migrate:
@@ -281,14 +278,6 @@ class Playground:
             yield
         finally:
             await self.aclose()
-
-    def _start_lock(self) -> asyncio.Lock:
-        # One lock per event loop: an asyncio.Lock belongs to the loop it first waited in.
-        loop = asyncio.get_running_loop()
-        lock = self._start_locks.get(loop)
-        if lock is None:
-            lock = self._start_locks[loop] = asyncio.Lock()
-        return lock
 
     # -- the web API ----------------------------------------------------------------
 

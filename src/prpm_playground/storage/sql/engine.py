@@ -8,8 +8,6 @@ busy polling. PostgreSQL: ordinary transactions; writers lock the account row.
 
 from __future__ import annotations
 
-import asyncio
-import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import PoolResetState, StaticPool
 
+from ..._loops import LoopLock
 from ...errors import InvalidRequest
 from .lite import LiteTransaction, lite_transaction
 
@@ -98,28 +97,6 @@ def configure(engine: AsyncEngine) -> None:
             cursor.close()
 
     setattr(engine.sync_engine, _CONFIGURED, True)
-
-
-class LoopLock:
-    """An asyncio lock per event loop.
-
-    An ``asyncio.Lock`` belongs to the loop it first waited in; a storage
-    may serve one loop after another (``ResetJob.run_sync`` runs each call in
-    a fresh one), so each loop gets its own.
-    """
-
-    def __init__(self) -> None:
-        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
-            weakref.WeakKeyDictionary()
-        )
-
-    def get(self) -> asyncio.Lock:
-        """The lock of the running loop."""
-        loop = asyncio.get_running_loop()
-        lock = self._locks.get(loop)
-        if lock is None:
-            lock = self._locks[loop] = asyncio.Lock()
-        return lock
 
 
 class Transactions:

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..._clock import utc_now
+from ..._loops import LoopLock
 from ...errors import InvalidRequest, SchemaMismatch
 from ..base import (
     EntryRecord,
@@ -27,7 +28,7 @@ from ..base import (
 from . import limits_store
 from . import migrate as migrations
 from .due import DueStatements, SQLDueBatch
-from .engine import DEFAULT_URL, LoopLock, Transactions, configure, create_engine
+from .engine import DEFAULT_URL, Transactions, configure, create_engine
 from .ledger_store import LedgerStatements, SQLiteExecutor, SQLLedgerUnit, open_unit
 from .postgres import PostgresExecutor, PostgresStatements, driver_transaction
 from .records import to_entry, to_grant, to_hold
