@@ -467,18 +467,33 @@ async def test_examples_packages_load() -> None:
     assert all(not p.warnings for p in found.values())
 
 
-def test_bundled_demo_packages_are_the_examples() -> None:
+def test_the_demo_offers_the_example_packages() -> None:
     from prpm_playground._demo import PACKAGES
 
-    def tree(root: Path) -> dict[str, bytes]:
-        return {
-            str(path.relative_to(root)): path.read_bytes()
-            for path in sorted(root.rglob("*"))
-            if path.is_file()
-        }
+    assert PACKAGES.resolve() == (EXAMPLES / "packages").resolve()
 
-    assert tree(PACKAGES) == tree(EXAMPLES / "packages")
-    assert len(tree(PACKAGES)) >= 4
+
+def test_the_wheel_ships_the_example_packages(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import zipfile
+
+    root = EXAMPLES.parent
+    subprocess.run(  # the wheel as a user installs it, built from this checkout
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(root)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    [wheel] = tmp_path.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = {
+        str(path.relative_to(EXAMPLES / "packages"))
+        for path in (EXAMPLES / "packages").rglob("*")
+        if path.is_file()
+    }
+    assert len(shipped) >= 4
+    assert {f"prpm_playground/_demo/packages/{name}" for name in shipped} <= names
 
 
 def test_mount_points_are_checked() -> None:

@@ -39,8 +39,18 @@ __all__ = [
     "try_lines",
 ]
 
-PACKAGES = Path(__file__).parent / "packages"
-"""The example packages shipped with the library (the repository's ``examples/packages``)."""
+
+def _packages() -> Path:
+    # A wheel carries the repository's examples/packages here (see
+    # pyproject.toml); a checkout installed in place reads them where they are.
+    bundled = Path(__file__).parent / "packages"
+    if bundled.is_dir():
+        return bundled
+    return Path(__file__).resolve().parents[3] / "examples" / "packages"
+
+
+PACKAGES = _packages()
+"""The example packages: the repository's ``examples/packages``, shipped in the wheel."""
 
 _PAGE = Path(__file__).parent / "index.html"
 
