@@ -25,11 +25,11 @@ from ..base import (
     SessionRecord,
     ShareRecord,
 )
-from . import limits_store
 from . import migrate as migrations
 from .due import DueStatements, SQLDueBatch
 from .engine import DEFAULT_URL, Transactions, configure, create_engine
 from .ledger_store import LedgerStatements, SQLiteExecutor, SQLLedgerUnit, open_unit
+from .limits_store import SQLRateLimits
 from .postgres import PostgresExecutor, PostgresStatements, driver_transaction
 from .records import to_entry, to_grant, to_hold
 from .sessions_store import SQLSessions
@@ -94,6 +94,7 @@ class SQLAlchemyStorage:
         self._schema_checked = False
         self._schema_lock = LoopLock()
         self._sessions = SQLSessions(self._tx, self.tables, self._check_schema)
+        self._limits = SQLRateLimits(self._tx, self.tables.rate_limits)
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -315,11 +316,9 @@ class SQLAlchemyStorage:
     async def rate_limit_hit(self, key: str, window_start: datetime, amount: int = 1) -> int:
         """Add ``amount`` to the counter of ``(key, window_start)``; return its new value."""
         await self._check_schema()
-        return await limits_store.record_hit(
-            self._tx, self.tables.rate_limits, key, window_start, amount
-        )
+        return await self._limits.record_hit(key, window_start, amount)
 
     async def rate_limit_prune(self, before: datetime) -> int:
         """Delete the counters of windows that started before ``before``; return how many."""
         await self._check_schema()
-        return await limits_store.prune(self._tx, self.tables.rate_limits, before)
+        return await self._limits.prune(before)
