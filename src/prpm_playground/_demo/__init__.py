@@ -132,6 +132,8 @@ def build_demo(
     app = Starlette(
         routes=[
             Route("/", index),
+            # Browsers ask for one; answer without a 404 in their console.
+            Route("/favicon.ico", lambda request: Response(status_code=204)),
             Mount(MOUNT, app=playground.asgi_app(authenticate=demo_user)),
         ],
         lifespan=lifespan,
@@ -173,7 +175,11 @@ def try_lines(base_url: str, package_id: str = "code-review") -> list[str]:
 
 def _page(base_url: str, ids: list[str], provider: str) -> str:
     values = {
-        "options": "".join(f"<option>{html.escape(pid)}</option>" for pid in ids),
+        # The input the page starts with is code, so the code reviewer is picked.
+        "options": "".join(
+            f"<option{' selected' if pid == 'code-review' else ''}>{html.escape(pid)}</option>"
+            for pid in ids
+        ),
         "curls": html.escape("\n".join(try_lines(base_url))),
         "provider": html.escape(provider),
         "api": MOUNT,
