@@ -56,9 +56,11 @@ class ScriptedProvider:
     """Plays ``script`` (a list of steps) for every call; see ``Step``.
 
     A step that is an exception is raised; an ``asyncio.Event`` is waited for.
+    With ``scripts``, the calls play them in turn instead (then ``script``).
     """
 
     script: Sequence[Step] = field(default_factory=normal)
+    scripts: list[Sequence[Step]] = field(default_factory=list)
     count: int | None = None
     count_error: BaseException | None = None
     count_delay: float = 0.0
@@ -66,6 +68,7 @@ class ScriptedProvider:
     count_calls: int = 0
     closed: int = 0
     reached: asyncio.Event = field(default_factory=asyncio.Event)
+    _opened: asyncio.Event = field(default_factory=asyncio.Event)
 
     @asynccontextmanager
     async def stream(
@@ -73,13 +76,21 @@ class ScriptedProvider:
     ) -> AsyncIterator[AsyncIterator[ProviderEvent]]:
         self.requests.append(request)
         self.reached.set()
+        self._opened.set()
+        script = self.scripts.pop(0) if self.scripts else self.script
         try:
-            yield self._events()
+            yield self._events(script)
         finally:
             self.closed += 1
 
-    async def _events(self) -> AsyncIterator[ProviderEvent]:
-        for step in self.script:
+    async def opened(self, streams: int) -> None:
+        """Wait until ``streams`` streams have been opened."""
+        while len(self.requests) < streams:
+            self._opened.clear()
+            await self._opened.wait()
+
+    async def _events(self, script: Sequence[Step]) -> AsyncIterator[ProviderEvent]:
+        for step in script:
             if isinstance(step, BaseException):
                 raise step
             if isinstance(step, asyncio.Event):

@@ -10,7 +10,6 @@ the playground starts on its first request.
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -32,6 +31,7 @@ from prpm_playground.sources import LocalPackages
 from prpm_playground.web import ROUTES
 
 from .conftest import Backend
+from .web.conftest import sse_events
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PREFIX = "/api/v1/playground"
@@ -116,19 +116,6 @@ def bob() -> str:
     return f"bob-{secrets.token_hex(8)}"
 
 
-def events_of(body: str) -> list[tuple[str, dict[str, Any]]]:
-    """The ``(event, data)`` pairs of a Server-Sent Events body; comments skipped."""
-    events = []
-    for block in body.split("\n\n"):
-        lines = [line for line in block.split("\n") if line and not line.startswith(":")]
-        if not lines:
-            continue
-        name = next(line.removeprefix("event: ") for line in lines if line.startswith("event: "))
-        data = "\n".join(line.removeprefix("data: ") for line in lines if line.startswith("data: "))
-        events.append((name, json.loads(data)))
-    return events
-
-
 RUN = {"package_id": "code-review", "input": "def add(a, b): return a - b", "max_tokens": 300}
 
 
@@ -191,7 +178,7 @@ async def test_run_streams_events(host: Host, alice: str) -> None:
     assert answer.headers["content-type"].startswith("text/event-stream")
     assert answer.headers["cache-control"] == "no-cache"
     assert answer.headers["x-accel-buffering"] == "no"
-    events = events_of(answer.text)
+    events = sse_events(answer.text)
     names = [name for name, _ in events]
     assert names[0] == "started"
     assert names[-1] == "done"
@@ -213,7 +200,7 @@ async def test_compare_streams_events(host: Host, alice: str) -> None:
     answer = await host.client.post(f"{PREFIX}/compare", json=body, headers=host.as_user(alice))
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-type"].startswith("text/event-stream")
-    events = events_of(answer.text)
+    events = sse_events(answer.text)
     assert {data["variant"] for _, data in events} == {0, 1}
     done = sorted(
         (data["variant"], data["result"]["response"]) for name, data in events if name == "done"

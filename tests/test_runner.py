@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator
-from contextlib import aclosing, asynccontextmanager
+from contextlib import aclosing
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -551,14 +550,7 @@ async def test_a_streamed_compare_reports_a_failed_variant_and_runs_the_other(
 ) -> None:
     h = make()
     await h.funded(user, 100)
-    scripts = iter([normal(), [ModelUnavailable("down")]])
-    original = h.provider._events
-
-    def scripted() -> Any:
-        h.provider.script = next(scripts)
-        return original()
-
-    h.provider._events = scripted  # type: ignore[method-assign]
+    h.provider.scripts = [normal(), [ModelUnavailable("down")]]
     async with aclosing(h.runner.compare_stream(user, two_variants())) as stream:
         events = [event async for event in stream]
     ends = sorted((e.variant, e.type) for e in events if isinstance(e, VariantDone | VariantError))
@@ -616,14 +608,7 @@ async def test_compare_reports_a_failed_variant_and_charges_only_the_other(
 ) -> None:
     h = make()
     await h.funded(user, 100)
-    scripts = iter([normal(), [ModelUnavailable("down")]])
-    original = h.provider._events
-
-    def scripted() -> Any:
-        h.provider.script = next(scripts)
-        return original()
-
-    h.provider._events = scripted  # type: ignore[method-assign]
+    h.provider.scripts = [normal(), [ModelUnavailable("down")]]
     comparison = await h.runner.compare(
         user,
         CompareRequest(
@@ -656,17 +641,6 @@ async def test_a_cancelled_compare_ends_only_after_every_variant_settled(
         return await capture(*args, **kwargs)
 
     monkeypatch.setattr(h.ledger, "_capture", slow_second)
-    both = asyncio.Event()
-    opened = h.provider.stream
-
-    @asynccontextmanager
-    async def stream(request: Any) -> AsyncIterator[Any]:
-        async with opened(request) as events:
-            if len(h.provider.requests) == 2:
-                both.set()
-            yield events
-
-    monkeypatch.setattr(h.provider, "stream", stream)
     task = asyncio.create_task(
         h.runner.compare(
             user,
@@ -680,7 +654,7 @@ async def test_a_cancelled_compare_ends_only_after_every_variant_settled(
             ),
         )
     )
-    await both.wait()
+    await h.provider.opened(2)
     for _ in range(20):  # both variants stream their first words
         await asyncio.sleep(0)
     task.cancel()

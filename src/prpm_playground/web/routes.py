@@ -26,7 +26,6 @@ from ..errors import InvalidRequest
 from ..models import (
     Balance,
     CompareEvent,
-    CompareRequest,
     Comparison,
     Estimate,
     Feedback,
@@ -45,7 +44,6 @@ from ..models import (
     SharedSession,
     ShareLink,
     Usage,
-    VariantError,
 )
 from .errors import public_event
 from .ratelimit import Guard
@@ -241,22 +239,29 @@ async def run(call: Call) -> RunResult | EventStream:
     request = body.to_request()
     await call.guard.runs(call.user)
     if body.stream or call.wants_stream:
-        return await EventStream.start(_run_events(call, request))
+        return await EventStream.start(
+            _relayed(call, call.playground.runner.stream(call.user, request))
+        )
     return await call.playground.runner.run(call.user, request)
 
 
-async def _run_events(call: Call, request: RunRequest) -> AsyncGenerator[ServerSentEvent, None]:
-    user = call.user
-    release_slot = call.guard.streams.acquire(user)
-    try:
-        # Closing the runner's stream settles the run, whenever the client left.
-        async with aclosing(call.playground.runner.stream(user, request)) as events:
+async def _relayed(
+    call: Call, events: AsyncGenerator[RunEvent | CompareEvent, None]
+) -> AsyncGenerator[ServerSentEvent, None]:
+    """A runner's events as Server-Sent Events, within the user's stream cap.
+
+    Closing this closes the runner's stream, which settles every run in it,
+    whenever the client left.
+    """
+    async with aclosing(events):
+        release_slot = call.guard.streams.acquire(call.user)
+        try:
             async for event in events:
-                if isinstance(event, RunError):
+                if isinstance(event, RunError):  # a comparison's VariantError too
                     event = public_event(event, purchase_url=call.purchase_url)
                 yield ServerSentEvent.of(event)
-    finally:
-        release_slot()
+        finally:
+            release_slot()
 
 
 async def compare(call: Call) -> Comparison | EventStream:
@@ -264,26 +269,11 @@ async def compare(call: Call) -> Comparison | EventStream:
     request = body.to_request()
     await call.guard.runs(call.user, len(request.variants))
     if body.stream or call.wants_stream:
-        return await EventStream.start(_compare_events(call, request))
-    return await call.playground.runner.compare(call.user, request)
-
-
-async def _compare_events(
-    call: Call, request: CompareRequest
-) -> AsyncGenerator[ServerSentEvent, None]:
-    user = call.user
-    release_slot = call.guard.streams.acquire(user)
-    try:
         # Every variant is held before the first event, so what the runner
-        # refuses up front (402 for the total, 404, ...) is an HTTP error;
-        # closing this stream settles every variant.
-        async with aclosing(call.playground.runner.compare_stream(user, request)) as events:
-            async for event in events:
-                if isinstance(event, VariantError):
-                    event = public_event(event, purchase_url=call.purchase_url)
-                yield ServerSentEvent.of(event)
-    finally:
-        release_slot()
+        # refuses up front (402 for the total, 404, ...) is an HTTP error.
+        stream = call.playground.runner.compare_stream(call.user, request)
+        return await EventStream.start(_relayed(call, stream))
+    return await call.playground.runner.compare(call.user, request)
 
 
 # -- sessions -------------------------------------------------------------------------

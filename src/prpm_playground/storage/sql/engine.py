@@ -9,7 +9,7 @@ busy polling. PostgreSQL: ordinary transactions; writers lock the account row.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import event
@@ -116,26 +116,24 @@ class Transactions:
     @asynccontextmanager
     async def begin(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
         """A transaction that commits on success and rolls back on error."""
-        if self._writer is not None and (write or self._memory):
-            async with self._writer.get(), self._begin(write=write) as conn:
-                yield conn
-        else:
-            async with self._begin(write=write) as conn:
-                yield conn
+        async with self._queue(write), self._begin(write=write) as conn:
+            yield conn
 
     @asynccontextmanager
     async def lite(self, *, write: bool) -> AsyncIterator[LiteTransaction]:
         """SQLite only: a transaction sent to the driver's thread in batches."""
+        async with (
+            self._queue(write),
+            self.engine.connect() as conn,
+            lite_transaction(conn, write=write) as tx,
+        ):
+            yield tx
+
+    def _queue(self, write: bool) -> AbstractAsyncContextManager[object]:
+        """The in-process writer lock where SQLite needs it, else nothing."""
         if self._writer is not None and (write or self._memory):
-            async with (
-                self._writer.get(),
-                self.engine.connect() as conn,
-                lite_transaction(conn, write=write) as tx,
-            ):
-                yield tx
-        else:
-            async with self.engine.connect() as conn, lite_transaction(conn, write=write) as tx:
-                yield tx
+            return self._writer.get()
+        return nullcontext()
 
     @asynccontextmanager
     async def _begin(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
