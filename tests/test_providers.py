@@ -464,6 +464,40 @@ async def test_deadline_mid_stream_closes_the_response(anthropic_mock) -> None:
 # -- Anthropic: closing and cancellation ----------------------------------------------
 
 
+async def test_deadline_passing_while_the_consumer_works_is_raised_at_the_next_event(
+    anthropic_mock,
+) -> None:
+    router, client = anthropic_mock
+    body = ChunkedBody(text_stream(["one ", "two ", "three"]))
+    router.post(MESSAGES_PATH).mock(return_value=sse_response(body))
+    slept: list[float] = []
+
+    async def consume() -> None:
+        async with AnthropicProvider(client=client).stream(make_request(deadline=0.1)) as events:
+            async for event in events:
+                if isinstance(event, TextDelta):
+                    # The consumer's own wait spans the deadline: it is not cut short.
+                    await asyncio.sleep(0.2)
+                    slept.append(0.2)
+
+    with pytest.raises(ModelUnavailable, match="deadline"):
+        await consume()
+    assert slept == [0.2]
+    assert body.closed
+
+
+async def test_deadline_timer_is_gone_after_a_completed_stream(anthropic_mock) -> None:
+    router, client = anthropic_mock
+    router.post(MESSAGES_PATH).mock(return_value=sse_response(text_stream(["done"])))
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+
+    await collect(AnthropicProvider(client=client), make_request(deadline=600))
+
+    live = [h for h in loop._scheduled if not h.cancelled()]  # type: ignore[attr-defined]
+    assert not [h for h in live if h.when() >= start + 599]
+
+
 async def test_leaving_early_closes_the_response(anthropic_mock) -> None:
     router, client = anthropic_mock
     body = ChunkedBody(text_stream(["one ", "two ", "three ", "four"]))

@@ -16,7 +16,6 @@ import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Collection, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -186,6 +185,7 @@ class AnthropicProvider:
         try:
             yield events
         finally:
+            deadline.close()
             try:
                 await events.aclose()
             finally:
@@ -270,7 +270,7 @@ class AnthropicProvider:
         finished = False
         while True:
             try:
-                event = await deadline.run(sdk_stream.__anext__())
+                event = await deadline.next_event(sdk_stream)
             except StopAsyncIteration:
                 break
             # Dispatch on the wire type, not the class: the SDK builds events it
@@ -308,12 +308,18 @@ class AnthropicProvider:
             )
 
 
-@dataclass(frozen=True, slots=True)
 class _Deadline:
     """An absolute deadline on the event loop's clock, shared by every step of one call."""
 
-    at: float
-    seconds: float
+    __slots__ = ("_cancelling", "_fired", "_timer", "_waiting", "at", "seconds")
+
+    def __init__(self, at: float, seconds: float) -> None:
+        self.at = at
+        self.seconds = seconds
+        self._timer: asyncio.TimerHandle | None = None
+        self._waiting: asyncio.Task[Any] | None = None
+        self._cancelling = 0
+        self._fired = False
 
     @classmethod
     def start(cls, seconds: float) -> _Deadline:
@@ -334,15 +340,70 @@ class _Deadline:
             # Only our own scope's expiry is the deadline; a caller's
             # cancellation is a BaseException and passes through untouched.
             if isinstance(exc, TimeoutError) and scope.expired():
-                logger.debug("anthropic call passed its deadline of %s s", self.seconds)
-                raise ModelUnavailable(
-                    f"the model call passed its deadline of {self.seconds:g} s"
-                ) from exc
-            mapped = _to_playground_error(exc)
-            if mapped is None or mapped is exc:
+                raise self._passed() from exc
+            mapped = _mapped(exc)
+            if mapped is exc:
                 raise
-            logger.debug("anthropic error %s mapped to %s", type(exc).__name__, mapped.code)
             raise mapped from exc
+
+    async def next_event(self, sdk_stream: anthropic.AsyncStream[_T]) -> _T:
+        """The stream's next event before the deadline, as ``run`` would await it.
+
+        A stream has one timer for all its events instead of a timeout scope
+        per event (which cost more than the rest of the relay): it cancels the
+        task only while the task waits here, never the consumer's code
+        between events, and an expiry in between is noticed at the next call.
+
+        Raises:
+            StopAsyncIteration: The stream ended.
+        """
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self.at:
+            raise self._passed()
+        task = asyncio.current_task()
+        assert task is not None  # a coroutine awaited on a running loop
+        if self._timer is None:
+            self._timer = loop.call_at(self.at, self._expire)
+        self._waiting, self._cancelling = task, task.cancelling()
+        try:
+            return await sdk_stream.__anext__()
+        except StopAsyncIteration:
+            raise
+        except asyncio.CancelledError as exc:
+            # As asyncio.timeout decides it: ours, unless the caller cancelled too.
+            if self._fired and task.uncancel() <= self._cancelling:
+                raise self._passed() from exc
+            raise
+        except Exception as exc:
+            mapped = _mapped(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+        finally:
+            self._waiting = None
+
+    def close(self) -> None:
+        """Drop the stream's timer."""
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _expire(self) -> None:
+        if self._waiting is not None and not self._fired:
+            self._fired = True
+            self._waiting.cancel()
+
+    def _passed(self) -> ModelUnavailable:
+        logger.debug("anthropic call passed its deadline of %s s", self.seconds)
+        return ModelUnavailable(f"the model call passed its deadline of {self.seconds:g} s")
+
+
+def _mapped(exc: Exception) -> Exception:
+    """``exc`` as a ``PlaygroundError`` where it maps to one, else unchanged."""
+    mapped = _to_playground_error(exc)
+    if mapped is None or mapped is exc:
+        return exc
+    logger.debug("anthropic error %s mapped to %s", type(exc).__name__, mapped.code)
+    return mapped
 
 
 def _to_playground_error(exc: BaseException) -> PlaygroundError | None:
