@@ -75,6 +75,11 @@ class CreditLedger:
         self.policy = policy or CreditPolicy()
         self._clock = clock or utc_now
 
+    @property
+    def storage(self) -> LedgerStorage:
+        """The storage this ledger reads and writes."""
+        return self._storage
+
     # -- accounts and balances -------------------------------------------------
 
     async def open_account(self, user_id: str) -> Balance:

@@ -22,7 +22,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Sequence
-from contextlib import aclosing
+from contextlib import AbstractAsyncContextManager, aclosing, nullcontext
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -63,7 +63,7 @@ from .models import (
 from .providers._approx import approx_tokens
 from .providers.base import Provider, TextDelta
 from .sessions import _title
-from .storage.base import ExchangeRecord, SessionRecord, SessionStorage
+from .storage.base import ExchangeRecord, SessionRecord, SessionStorage, SharedCommit
 
 __all__ = ["PlaygroundRunner"]
 
@@ -387,14 +387,23 @@ class PlaygroundRunner:
             logger.info("run released in full (%s)", type(failure).__name__)
             return None
         cost = min(self.estimator.credits_for(prepared.model, usage), run.hold.amount)
-        _, balance = await self.ledger._capture(
-            run.hold.id, cost, description=_describe(prepared), user_id=prepared.user_id
-        )
-        exchange = await self._save(run, text, usage, cost, duration_ms, stop_reason)
+        # One commit for the charge and the exchange where the storage can;
+        # a refused save still leaves the charge committed (then retried).
+        async with self._together():
+            _, balance = await self.ledger._capture(
+                run.hold.id, cost, description=_describe(prepared), user_id=prepared.user_id
+            )
+            exchange = await self._save(run, text, usage, cost, duration_ms, stop_reason)
         if failure is not None:
             return None
         warnings = prepared.package.warnings if prepared.package else ()
         return _result(run.run_id, run.session_id, exchange, balance.available, warnings)
+
+    def _together(self) -> AbstractAsyncContextManager[None]:
+        storage: object = self.sessions
+        if storage is self.ledger.storage and isinstance(storage, SharedCommit):
+            return storage.together()
+        return nullcontext()
 
     async def _save(
         self,

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ..config import GrantKind
 from ..models import Draw, EntryType, HoldStatus, SharedExchange, Usage
@@ -32,6 +32,7 @@ __all__ = [
     "SessionRecord",
     "SessionStorage",
     "ShareRecord",
+    "SharedCommit",
     "SubscriptionRecord",
 ]
 
@@ -407,6 +408,25 @@ class SessionStorage(Protocol):
 
     async def add_feedback(self, feedback: FeedbackRecord) -> None:
         """Store a vote; ``Conflict`` if the exchange already has one."""
+        ...
+
+
+@runtime_checkable
+class SharedCommit(Protocol):
+    """A storage that can write a run's settlement in one transaction (optional).
+
+    The runner uses it when its ledger and its sessions are one storage object.
+    """
+
+    def together(self) -> AbstractAsyncContextManager[None]:
+        """A block whose ledger writes and ``save_exchange`` share one commit.
+
+        Where the storage supports it, a ``save_exchange`` inside commits the
+        ledger writes before it together with it; if the save is refused
+        (``Conflict``), those writes are still committed. If the block raises
+        first, its ledger writes are rolled back. A storage may treat the
+        block as an ordinary sequence of transactions.
+        """
         ...
 
 

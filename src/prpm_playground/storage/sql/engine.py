@@ -8,9 +8,11 @@ busy polling. PostgreSQL: ordinary transactions; writers lock the account row.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
-from typing import Any
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, nullcontext
+from contextvars import ContextVar
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
@@ -19,11 +21,12 @@ from sqlalchemy.pool import PoolResetState, StaticPool
 
 from ..._loops import LoopLock
 from ...errors import InvalidRequest
-from .lite import LiteTransaction, lite_transaction
+from .lite import LiteTransaction, Work, lite_transaction
 
 DEFAULT_URL = "sqlite+aiosqlite:///./prpm_playground.db"
 BUSY_TIMEOUT_S = 30.0
 _CONFIGURED = "_prpm_playground_configured"
+T = TypeVar("T")
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -99,6 +102,66 @@ def configure(engine: AsyncEngine) -> None:
     setattr(engine.sync_engine, _CONFIGURED, True)
 
 
+class Joint:
+    """One SQLite write transaction that several units of one task share (``together``)."""
+
+    def __init__(self, owner: Transactions, tx: LiteTransaction, stack: AsyncExitStack) -> None:
+        self.owner = owner
+        self.task = asyncio.current_task()
+        self.tx = tx
+        self.ended = False
+        self.broken = False
+        self._stack = stack
+
+    def serves(self, owner: Transactions) -> bool:
+        """True if a unit of ``owner`` opened now should join this transaction."""
+        return self.owner is owner and not self.ended and asyncio.current_task() is self.task
+
+    async def finish(self, last: Work[T]) -> T | None:
+        """Commit with ``last`` (see ``LiteTransaction.commit``) and release the lock.
+
+        Units opened afterwards, in the same block, get transactions of their own.
+        """
+        self.ended = True
+        try:
+            if self.broken:
+                raise RuntimeError("a unit failed after its writes were sent")
+            result = await self.tx.commit(last)
+        except BaseException as exc:
+            await self._stack.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        await self._stack.aclose()
+        return result
+
+    async def end(self, exc: BaseException | None) -> None:
+        """Commit, or roll back if ``exc`` (or a unit that could not be undone)."""
+        if self.ended:
+            return
+        self.ended = True
+        if exc is None and self.broken:
+            exc = RuntimeError("a unit failed after its writes were sent")
+            await self._stack.__aexit__(type(exc), exc, None)
+            raise exc
+        if exc is None:
+            await self._stack.aclose()
+        else:
+            await self._stack.__aexit__(type(exc), exc, exc.__traceback__)
+
+    @asynccontextmanager
+    async def unit(self) -> AsyncIterator[LiteTransaction]:
+        """A unit inside the shared transaction: its writes are undone if it fails."""
+        mark = self.tx.mark()
+        try:
+            yield self.tx
+        except BaseException:
+            if not self.tx.undo_to(mark):
+                self.broken = True
+            raise
+
+
+_JOINT: ContextVar[Joint | None] = ContextVar("prpm_playground_joint", default=None)
+
+
 class Transactions:
     """Opens transactions with the dialect's locking rules."""
 
@@ -121,7 +184,52 @@ class Transactions:
 
     @asynccontextmanager
     async def lite(self, *, write: bool) -> AsyncIterator[LiteTransaction]:
-        """SQLite only: a transaction sent to the driver's thread in batches."""
+        """SQLite only: a transaction sent to the driver's thread in batches.
+
+        Inside ``together``, a write joins the shared transaction instead.
+        """
+        joint = self.joint() if write else None
+        if joint is not None:
+            async with joint.unit() as tx:
+                yield tx
+            return
+        async with self._open_lite(write=write) as tx:
+            yield tx
+
+    def joint(self) -> Joint | None:
+        """The shared transaction the current task's writes join, if any."""
+        joint = _JOINT.get()
+        return joint if joint is not None and joint.serves(self) else None
+
+    @asynccontextmanager
+    async def together(self) -> AsyncIterator[None]:
+        """On a SQLite file, the block's ``lite`` writes share one transaction.
+
+        It saves a transaction's hand-offs, lock and connection per unit
+        joined. It commits when the block ends (or at ``Joint.finish``) and
+        rolls back everything if the block raises. Writes in the block that
+        are not ``lite`` would wait for the lock it holds, so they raise
+        instead. Elsewhere (PostgreSQL, an in-memory database, or nested)
+        it does nothing.
+        """
+        if self._writer is None or self._memory or self.joint() is not None:
+            yield
+            return
+        stack = AsyncExitStack()
+        tx = await stack.enter_async_context(self._open_lite(write=True))
+        joint = Joint(self, tx, stack)
+        token = _JOINT.set(joint)
+        try:
+            yield
+        except BaseException as exc:
+            _JOINT.reset(token)
+            await joint.end(exc)
+            raise
+        _JOINT.reset(token)
+        await joint.end(None)
+
+    @asynccontextmanager
+    async def _open_lite(self, *, write: bool) -> AsyncIterator[LiteTransaction]:
         async with (
             self._queue(write),
             self.engine.connect() as conn,
@@ -132,6 +240,9 @@ class Transactions:
     def _queue(self, write: bool) -> AbstractAsyncContextManager[object]:
         """The in-process writer lock where SQLite needs it, else nothing."""
         if self._writer is not None and (write or self._memory):
+            if self.joint() is not None:
+                # The lock is this task's own, held by ``together``: waiting would never end.
+                raise RuntimeError("only lite writes can run inside Transactions.together()")
             return self._writer.get()
         return nullcontext()
 

@@ -178,26 +178,19 @@ class LiteTransaction:
     Nothing reaches the database until the first ``run``: it begins the
     transaction (``BEGIN IMMEDIATE`` for writes) in the same hand-off.
     ``defer`` queues writes to go with the next hand-off, normally the commit.
+    Once committed or rolled back, ``commit`` and ``rollback`` do nothing.
     """
 
     def __init__(self, driver_connection: Any, *, write: bool) -> None:
         self._aio = driver_connection
         self._begin: str | None = "BEGIN IMMEDIATE" if write else "BEGIN"
         self._pending: list[Work[None]] = []
+        self._sends = 0  # hand-offs that carried deferred writes
+        self._ended = False
 
     async def run(self, work: Work[T]) -> T:
         """Run ``work`` (after the transaction's begin and any deferred writes)."""
-        begin, self._begin = self._begin, None
-        pending, self._pending = self._pending, []
-
-        def batch(c: sqlite3.Connection) -> T:
-            if begin is not None:
-                c.execute(begin)
-            for write in pending:
-                write(c)
-            return work(c)
-
-        return cast(T, await self._aio._execute(batch, self._aio._conn))
+        return await self._send(self._batch(work))
 
     async def query(self, statement: LiteStatement, params: Mapping[str, Any]) -> list[Any]:
         """Rows of ``statement``, processed."""
@@ -207,21 +200,88 @@ class LiteTransaction:
         """Queue a write for the next hand-off."""
         self._pending.append(work)
 
-    async def commit(self) -> None:
-        """Send deferred writes and commit, in one hand-off."""
-        if self._begin is not None and not self._pending:
-            return  # nothing was ever sent
-        await self.run(_commit)
+    def mark(self) -> tuple[int, int]:
+        """A point that ``undo_to`` can return the deferred writes to."""
+        return self._sends, len(self._pending)
+
+    def undo_to(self, mark: tuple[int, int]) -> bool:
+        """Drop the writes deferred since ``mark``; False if some were already sent."""
+        sends, pending = mark
+        if sends != self._sends:
+            return False
+        del self._pending[pending:]
+        return True
+
+    async def commit(self, last: Work[T] | None = None) -> T | None:
+        """Send deferred writes, then ``last``, and commit, in one hand-off.
+
+        ``last`` runs in a savepoint: if it fails, only its own statements
+        are undone, the rest is committed, and then its error is raised.
+
+        Returns:
+            What ``last`` returned (None without it).
+        """
+        if self._ended:
+            if last is not None:
+                raise RuntimeError("the transaction has ended")
+            return None
+        if self._begin is not None and not self._pending and last is None:
+            self._ended = True
+            return None  # nothing was ever sent
+        committed: list[bool] = []
+
+        def finish(c: sqlite3.Connection) -> T | None:
+            if last is None:
+                c.commit()
+                committed.append(True)
+                return None
+            c.execute("SAVEPOINT lite_last")
+            try:
+                result = last(c)
+            except BaseException:
+                c.execute("ROLLBACK TO lite_last")
+                c.execute("RELEASE lite_last")
+                c.commit()
+                committed.append(True)
+                raise
+            c.execute("RELEASE lite_last")
+            c.commit()
+            committed.append(True)
+            return result
+
+        try:
+            return await self._send(self._batch(finish))
+        finally:
+            # Known committed (``last`` failed after the commit) or not; a
+            # cancelled hand-off stays open for the rollback that follows.
+            self._ended = bool(committed)
 
     async def rollback(self) -> None:
         """Roll back whatever was sent (deferred writes are dropped)."""
         self._pending.clear()
+        if self._ended:
+            return
+        self._ended = True
         if self._begin is None:
             await self._aio._execute(_rollback, self._aio._conn)
 
+    def _batch(self, work: Work[T]) -> Work[T]:
+        begin, self._begin = self._begin, None
+        pending, self._pending = self._pending, []
+        if pending:
+            self._sends += 1
 
-def _commit(c: sqlite3.Connection) -> None:
-    c.commit()
+        def batch(c: sqlite3.Connection) -> T:
+            if begin is not None:
+                c.execute(begin)
+            for write in pending:
+                write(c)
+            return work(c)
+
+        return batch
+
+    async def _send(self, batch: Work[T]) -> T:
+        return cast(T, await self._aio._execute(batch, self._aio._conn))
 
 
 def _rollback(c: sqlite3.Connection) -> None:

@@ -125,6 +125,13 @@ class SQLSessions:
                     raise not_owner
                 insert(c)
 
+            joint = self._tx.joint()
+            if joint is not None:
+                # Inside ``together``: after the writes already deferred there
+                # (the run's capture), in a savepoint of their commit, so a
+                # conflict here leaves them committed.
+                await joint.finish(save)
+                return
             async with self._tx.lite(write=True) as tx:
                 tx.defer(save)
         except (IntegrityError, sqlite3.IntegrityError) as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
 from typing import TypeVar
@@ -166,6 +166,18 @@ class SQLAlchemyStorage:
             async with self._tx.lite(write=write) as tx:
                 lite = SQLiteExecutor(tx, self._sql)
                 yield await open_unit(lite, user_id, write=write, key=key, now=utc_now)
+
+    def together(self) -> AbstractAsyncContextManager[None]:
+        """Ledger writes and an exchange save in the block share one transaction.
+
+        On a SQLite file this saves the run's settlement a transaction of its
+        own (see ``SharedCommit``); on PostgreSQL and in-memory SQLite the
+        block's writes commit one by one as usual. On SQLite the block holds
+        the write lock: ledger writes, ``save_exchange`` and rate-limit hits
+        join it, and other writes (sharing, feedback, forks, deletes) raise
+        ``RuntimeError`` rather than wait for it.
+        """
+        return self._tx.together()
 
     # -- the reset job's port -----------------------------------------------------
 
