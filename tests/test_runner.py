@@ -373,6 +373,19 @@ async def test_two_runs_continuing_one_session_are_both_charged_and_saved(
     await h.ledger.verify(user)
 
 
+async def test_a_nul_from_the_model_is_saved_as_a_replacement_character(
+    make: Any, user: str
+) -> None:
+    h = make([start_usage(), TextDelta("before\x00after"), *normal()[-1:]])
+    await h.funded(user, 100)
+    result = await h.runner.run(user, request())
+    assert result.response == "before\ufffdafter"
+    session = await h.runner.sessions.get_session(result.session_id)
+    assert session is not None
+    assert session.exchanges[0].response == "before\ufffdafter"
+    await h.ledger.verify(user)
+
+
 async def test_only_the_owner_continues_a_session(make: Any, user: str) -> None:
     h = make()
     await h.funded(user, 100)

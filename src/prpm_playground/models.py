@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from .config import GrantKind
 
@@ -77,6 +77,22 @@ HoldStatus = Literal["active", "captured", "released", "expired"]
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL cannot store NUL in text: refused on the way in, not when a
+    # paid run's result is saved.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+_NoNul = AfterValidator(_no_nul)
+_Cursor = Annotated[str, Field(min_length=1, max_length=512), _NoNul]
+_Version = Annotated[str, Field(min_length=1, max_length=64), _NoNul]
+_ModelName = Annotated[str, Field(min_length=1, max_length=128), _NoNul]
+_Key = Annotated[str, Field(min_length=1, max_length=200), _NoNul]
+_Input = Annotated[str, Field(min_length=1), _NoNul]
 
 
 class Draw(_Model):
@@ -229,12 +245,12 @@ class HistoryQuery(_Model):
 
     type: list[EntryType] | None = None
     limit: int = Field(default=50, ge=1, le=200)
-    cursor: Annotated[str, Field(min_length=1, max_length=512)] | None = None
+    cursor: _Cursor | None = None
 
 
 # -- runs -----------------------------------------------------------------------------
 
-_Id = Annotated[str, Field(min_length=1, max_length=255)]
+_Id = Annotated[str, Field(min_length=1, max_length=255), _NoNul]
 
 
 class Usage(_Model):
@@ -278,14 +294,14 @@ class RunRequest(_Model):
     """
 
     package_id: _Id | None = None
-    package_version: Annotated[str, Field(min_length=1, max_length=64)] | None = None
-    input: str = Field(min_length=1)
-    model: Annotated[str, Field(min_length=1, max_length=128)] = "sonnet"
+    package_version: _Version | None = None
+    input: _Input
+    model: _ModelName = "sonnet"
     session_id: _Id | None = None
     max_tokens: int = Field(default=4096, ge=1, le=1_000_000)
     temperature: float | None = Field(default=None, ge=0, le=1)
     no_prompt: bool = False
-    run_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    run_id: _Key | None = None
 
     @model_validator(mode="after")
     def _needs_a_prompt(self) -> RunRequest:
@@ -413,8 +429,8 @@ class CompareVariant(_Model):
     """
 
     package_id: _Id | None = None
-    package_version: Annotated[str, Field(min_length=1, max_length=64)] | None = None
-    model: Annotated[str, Field(min_length=1, max_length=128)] = "sonnet"
+    package_version: _Version | None = None
+    model: _ModelName = "sonnet"
     no_prompt: bool = False
 
     @model_validator(mode="after")
@@ -436,11 +452,11 @@ class CompareRequest(_Model):
             with run id ``"{compare_id}:{i}"``. Generated when None.
     """
 
-    input: str = Field(min_length=1)
+    input: _Input
     variants: list[CompareVariant] = Field(min_length=2, max_length=4)
     max_tokens: int = Field(default=4096, ge=1, le=1_000_000)
     temperature: float | None = Field(default=None, ge=0, le=1)
-    compare_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    compare_id: _Key | None = None
 
 
 class VariantOutcome(_Model):
@@ -694,7 +710,7 @@ class SessionListQuery(_Model):
     """
 
     limit: int = Field(default=20, ge=1, le=100)
-    cursor: Annotated[str, Field(min_length=1, max_length=512)] | None = None
+    cursor: _Cursor | None = None
 
 
 class FeedbackRequest(_Model):
@@ -708,7 +724,7 @@ class FeedbackRequest(_Model):
 
     exchange_index: int = Field(ge=0)
     helpful: bool
-    comment: Annotated[str, Field(max_length=1000)] | None = None
+    comment: Annotated[str, Field(max_length=1000), _NoNul] | None = None
 
 
 class Feedback(_Model):

@@ -370,7 +370,9 @@ class PlaygroundRunner:
     ) -> RunResult | None:
         """Charge what the run consumed, return the rest, save what it produced."""
         prepared = run.prepared
-        text = "".join(run.parts)
+        # PostgreSQL cannot store NUL; a model that sends one must not make a
+        # paid result unsaveable.
+        text = "".join(run.parts).replace("\x00", "\ufffd")
         error = failure is not None and not isinstance(
             failure, asyncio.CancelledError | GeneratorExit
         )

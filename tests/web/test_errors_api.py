@@ -177,6 +177,66 @@ async def test_bodies_that_break_the_schema_are_422(
     assert await web.holds(user) == []
 
 
+NUL = "a\x00b"
+COMPARE_BASELINE = {"no_prompt": True}
+COMPARE = {"input": "Review this", "variants": [{"package_id": "reviewer"}, COMPARE_BASELINE]}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "loc"),
+    [
+        *(
+            ("/run", run_body(**{name: NUL}), ["body", name])
+            for name in ("package_id", "package_version", "input", "model", "session_id", "run_id")
+        ),
+        ("/estimate", run_body(session_id=NUL), ["body", "session_id"]),
+        ("/compare", {**COMPARE, "input": NUL}, ["body", "input"]),
+        ("/compare", {**COMPARE, "compare_id": NUL}, ["body", "compare_id"]),
+        (
+            "/compare",
+            {
+                **COMPARE,
+                "variants": [{"package_id": "reviewer", "model": NUL}, {"no_prompt": True}],
+            },
+            ["body", "variants", 0, "model"],
+        ),
+    ],
+)
+async def test_text_with_nul_characters_is_refused_before_anything_is_held(
+    web: Web, user: str, path: str, body: dict[str, Any], loc: list[Any]
+) -> None:
+    # PostgreSQL cannot store NUL: found in a run's input only when its paid
+    # result was saved, it would have been a 500 after the charge.
+    await web.fund(user, 100)
+    response = await web.client.post(path, json=body, headers=as_user(user))
+    assert response.status_code == 422
+    [problem] = response.json()["errors"]
+    assert problem["loc"] == loc
+    assert "NUL" in problem["msg"]
+    assert web.provider.requests == []
+    assert await web.holds(user) == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/sessions/a%00b"),
+        ("DELETE", "/sessions/a%00b"),
+        ("POST", "/sessions/a%00b/share"),
+        ("GET", "/shared/a%00b"),
+        ("POST", "/shared/a%00b/fork"),
+        ("GET", "/sessions?cursor=a%00b"),
+        ("GET", "/credits/history?cursor=a%00b"),
+    ],
+)
+async def test_nul_characters_in_paths_and_queries_are_refused(
+    web: Web, user: str, method: str, path: str
+) -> None:
+    response = await web.client.request(method, path, headers=as_user(user))
+    assert response.status_code in (400, 404, 422)
+    assert response.json()["error"] in ("invalid_request", "not_found")
+
+
 async def test_a_float_temperature_may_be_written_as_an_integer(web: Web, user: str) -> None:
     await web.fund(user, 100)
     response = await web.client.post("/run", json=run_body(temperature=1), headers=as_user(user))
