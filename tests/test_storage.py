@@ -8,8 +8,11 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Column, Integer, MetaData, String, Table, inspect, text
+from sqlalchemy.dialects import postgresql, sqlite
 
 from prpm_playground import CreditLedger, InvalidRequest, SchemaMismatch, SQLAlchemyStorage
+from prpm_playground.storage.sql.due import DueStatements
+from prpm_playground.storage.sql.ledger_store import LedgerStatements
 from prpm_playground.storage.sql.migrate import head_revision
 from prpm_playground.storage.sql.tables import build_tables
 
@@ -285,3 +288,18 @@ async def test_sqlite_driver_internals_are_checked(tmp_path: Any) -> None:
     await storage.close()
     with pytest.raises(RuntimeError, match="aiosqlite version is not supported"):
         check_driver(object())
+
+
+@pytest.mark.parametrize("dialect", [sqlite.dialect(), postgresql.dialect()])
+def test_queries_for_active_holds_name_the_status_in_their_sql(dialect: Any) -> None:
+    # Bound as a parameter, the status decides whether the partial index on
+    # active holds applies: SQLite then prepares the statement again on every
+    # execution, and PostgreSQL's generic plans cannot use the index.
+    tables = build_tables("prpm_")
+    ledger = LedgerStatements(tables)
+    due = DueStatements(tables, ledger, postgres=False)
+    for statement in (ledger.open[False], ledger.open[True], due.holds):
+        sql = str(statement.compile(dialect=dialect))
+        assert "prpm_holds.status = 'active'" in sql
+        assert "status = ?" not in sql
+        assert "status = %(" not in sql

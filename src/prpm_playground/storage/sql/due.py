@@ -42,7 +42,7 @@ from ..base import AccountState, Changes, GrantRecord, HoldRecord
 from .ledger_store import LedgerStatements, write_rows
 from .postgres import DriverStatement, build_write, expected_rows, write_params
 from .records import entry_row, grant_row, load_draws, to_grant, to_subscription
-from .tables import Id, Tables, UTCDateTime
+from .tables import Id, Tables, UTCDateTime, is_active
 
 _UPDATES = ("account", "remaining", "settled")
 
@@ -116,7 +116,7 @@ class DueStatements:
             h.c.created_at,
             h.c.expires_at,
             h.c.settled_at,
-        ).where(of_accounts(h.c.account_id), h.c.status == "active")
+        ).where(of_accounts(h.c.account_id), is_active(h))
         self.grants_by_id = ledger.grants_by_id
         if postgres:
             self.pg_accounts = {key: DriverStatement(q) for key, q in self.accounts.items()}

@@ -54,7 +54,7 @@ from .records import (
     to_hold,
     to_subscription,
 )
-from .tables import Tables, UTCDateTime
+from .tables import Tables, UTCDateTime, is_active
 
 
 def _null(type_: TypeEngine[Any]) -> ColumnElement[Any]:
@@ -133,7 +133,7 @@ class LedgerStatements:
             no_key = [_null(String()), _null(String()), _null(String()), _null(String())]
             # Only the partial index on active holds can serve this part.
             active = select(*hold_columns("h", no_key)).where(
-                h.c.account_id == account, h.c.status == "active"
+                h.c.account_id == account, is_active(h)
             )
             if key is None:
                 return [grants, active]
