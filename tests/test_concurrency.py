@@ -135,6 +135,7 @@ async def test_host_engine_with_stricter_isolation(backend: Backend, user: str) 
     assert sum(not isinstance(r, BaseException) for r in results) == 30
     assert all(isinstance(r, InsufficientCredits) for r in results if isinstance(r, BaseException))
     await ledger.verify(user)
+    await storage.close()
 
 
 async def test_cancelled_writer_leaves_no_lock_behind(
@@ -218,9 +219,10 @@ async def test_sqlite_connection_left_in_transaction_is_rolled_back(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # SQLite units run their transaction on the driver's thread; if their
-    # rollback never happened, the pool's reset must end the transaction,
-    # or the next unit on that connection would fail to BEGIN (or, worse,
-    # write inside the failed one).
+    # rollback never happened, the transaction must be ended before the next
+    # unit on that connection (the one kept for writes, or a pooled one on
+    # its return), or that unit would fail to BEGIN (or, worse, write inside
+    # the failed one).
     from prpm_playground.storage.sql.lite import LiteTransaction
 
     ledger = CreditLedger(

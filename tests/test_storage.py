@@ -101,6 +101,8 @@ async def test_two_prefixes_share_a_database(backend: Backend) -> None:
     await two.migrate()
     await CreditLedger(one).grant("u", 10, idempotency_key="g")
     assert (await CreditLedger(two).balance("u")).available == 5  # only the trial
+    await one.close()
+    await two.close()
 
 
 async def test_schema_matches_tables(backend: Backend) -> None:
@@ -242,7 +244,6 @@ async def test_sqlite_driver_writes_store_what_sqlalchemy_stores(tmp_path: Any) 
     changes = book.finish()
 
     from prpm_playground.storage.sql.ledger_store import SQLiteExecutor
-    from prpm_playground.storage.sql.lite import lite_transaction
 
     async def through_sqlalchemy(conn: Any, statement: Any, rows: Any) -> None:
         await conn.execute(statement, rows)
@@ -257,7 +258,7 @@ async def test_sqlite_driver_writes_store_what_sqlalchemy_stores(tmp_path: Any) 
             account_id = unit.account_id  # type: ignore[attr-defined]
         sql = storage._sql
         if way == "lite":
-            async with storage.engine.connect() as conn, lite_transaction(conn, write=True) as tx:
+            async with storage._tx.lite(write=True) as tx:
                 await SQLiteExecutor(tx, sql).write(changes, account_id)
         else:
             async with storage._tx.begin(write=True) as conn:

@@ -114,6 +114,8 @@ async def test_aclose_leaves_the_hosts_storage_and_engine_open(
     async with Playground(storage=storage, provider=OfflineProvider(), packages=PACKAGES) as p:
         await p.ledger.open_account("u")
     assert closed == []
+    monkeypatch.undo()
+    await storage.close()
 
     engine = await backend.make_engine()
     async with Playground(engine, provider=OfflineProvider(), packages=PACKAGES) as p:
@@ -143,6 +145,7 @@ async def test_the_first_requests_start_it_once(
     assert [r.status_code for r in responses] == [200] * 10
     assert migrations == 1
     assert playground.started
+    await storage.close()
 
 
 async def test_a_failed_start_is_retried(
@@ -165,6 +168,7 @@ async def test_a_failed_start_is_retried(
         first = await client.get("/credits", headers=as_user(user))
         second = await client.get("/credits", headers=as_user(user))
     assert (first.status_code, second.status_code) == (500, 200)
+    await storage.close()
 
 
 async def test_mounted_under_a_prefix(
@@ -233,6 +237,7 @@ async def test_lifespan_composes_with_the_hosts(
     await task
     assert outbox[-1] == "lifespan.shutdown.complete"
     assert seen == ["host up", "playground started: True", "playground stopped: True"]
+    await storage.close()
 
 
 async def test_the_app_alone_runs_the_lifespan_itself(backend: Backend, clock: ManualClock) -> None:
@@ -244,6 +249,7 @@ async def test_the_app_alone_runs_the_lifespan_itself(backend: Backend, clock: M
     await inbox.put({"type": "lifespan.shutdown"})
     await task
     assert not playground.started
+    await storage.close()
 
 
 @pytest.mark.parametrize(

@@ -103,6 +103,8 @@ async def test_the_limit_holds_across_app_instances_sharing_a_database(
             assert statuses == [200, 200, 200, 429]
             assert (await two.ledger.balance(user)).available == 100 - 3 * 7
     finally:
+        await one.storage.close()
+        await two.storage.close()
         await other_engine.dispose()
 
 

@@ -9,6 +9,8 @@ busy polling. PostgreSQL: ordinary transactions; writers lock the account row.
 from __future__ import annotations
 
 import asyncio
+import threading
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, nullcontext
 from contextvars import ContextVar
@@ -21,7 +23,7 @@ from sqlalchemy.pool import PoolResetState, StaticPool
 
 from ..._loops import LoopLock
 from ...errors import InvalidRequest
-from .lite import LiteTransaction, Work, lite_transaction
+from .lite import LiteTransaction, Work, check_driver, lite_transaction
 
 DEFAULT_URL = "sqlite+aiosqlite:///./prpm_playground.db"
 BUSY_TIMEOUT_S = 30.0
@@ -102,6 +104,66 @@ def configure(engine: AsyncEngine) -> None:
     setattr(engine.sync_engine, _CONFIGURED, True)
 
 
+class HeldWriter:
+    """A SQLite connection kept checked out for write transactions.
+
+    Checking a connection out of SQLAlchemy's pool and back in costs more
+    than a ledger write's own SQL; writers queue on the loop's lock anyway,
+    so one connection serves them all. It serves one event loop at a time:
+    a loop running alongside (a scheduler thread's ``ResetJob.run_sync``)
+    uses the pool, and a later loop takes the connection over once the
+    loop that had it is closed.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._driver: Any = None
+        self._loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
+        self._claim = threading.Lock()
+
+    async def driver(self) -> Any | None:
+        """The held driver connection, or None if another running loop has it.
+
+        The caller holds the running loop's writer lock.
+        """
+        if not self._claimed(asyncio.get_running_loop()):
+            return None
+        if self._driver is None:
+            # Made by the pool (so its connect events, ours and the host's,
+            # run), then detached from it: the pool no longer counts or
+            # collects it, and ``close`` closes it.
+            conn = await self._engine.connect()
+            try:
+                raw = await conn.get_raw_connection()
+                driver = raw.driver_connection
+                check_driver(driver)
+            except BaseException:
+                await conn.close()
+                raise
+            raw.detach()
+            self._driver = driver
+        elif self._driver.in_transaction:
+            # Left open by a loop that closed mid-transaction.
+            await self._driver.rollback()
+        return self._driver
+
+    async def close(self) -> None:
+        """Close the connection (a new one is made when needed)."""
+        driver, self._driver, self._loop = self._driver, None, None
+        if driver is not None:
+            await driver.close()
+
+    def _claimed(self, loop: asyncio.AbstractEventLoop) -> bool:
+        with self._claim:  # loops in other threads may ask at the same time
+            owner = self._loop() if self._loop is not None else None
+            if owner is loop:
+                return True
+            if owner is not None and not owner.is_closed():
+                return False
+            self._loop = weakref.ref(loop)
+            return True
+
+
 class Joint:
     """One SQLite write transaction that several units of one task share (``together``)."""
 
@@ -170,6 +232,7 @@ class Transactions:
         self.dialect = engine.dialect.name
         self._memory = self.dialect == "sqlite" and is_memory(engine.url.database)
         self._writer = LoopLock() if self.dialect == "sqlite" else None
+        self._held = HeldWriter(engine) if self._writer is not None and not self._memory else None
 
     @property
     def is_postgres(self) -> bool:
@@ -228,14 +291,23 @@ class Transactions:
         _JOINT.reset(token)
         await joint.end(None)
 
+    async def close(self) -> None:
+        """Close the connection held for writes."""
+        if self._held is not None:
+            await self._held.close()
+
     @asynccontextmanager
     async def _open_lite(self, *, write: bool) -> AsyncIterator[LiteTransaction]:
-        async with (
-            self._queue(write),
-            self.engine.connect() as conn,
-            lite_transaction(conn, write=write) as tx,
-        ):
-            yield tx
+        async with self._queue(write):
+            driver = await self._held.driver() if write and self._held is not None else None
+            if driver is not None:
+                async with lite_transaction(driver, write=write) as tx:
+                    yield tx
+                return
+            async with self.engine.connect() as conn:
+                raw = await conn.get_raw_connection()
+                async with lite_transaction(raw.driver_connection, write=write) as tx:
+                    yield tx
 
     def _queue(self, write: bool) -> AbstractAsyncContextManager[object]:
         """The in-process writer lock where SQLite needs it, else nothing."""

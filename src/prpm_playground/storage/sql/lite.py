@@ -24,7 +24,6 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeEngine
@@ -289,16 +288,16 @@ def _rollback(c: sqlite3.Connection) -> None:
 
 
 @asynccontextmanager
-async def lite_transaction(conn: AsyncConnection, *, write: bool) -> AsyncIterator[LiteTransaction]:
-    """A ``LiteTransaction`` on ``conn``'s driver connection; commits on success.
+async def lite_transaction(
+    driver_connection: Any, *, write: bool
+) -> AsyncIterator[LiteTransaction]:
+    """A ``LiteTransaction`` on an aiosqlite connection; commits on success.
 
-    The caller holds ``conn`` (checked out, with no SQLAlchemy transaction
-    of its own) and the dialect's writer lock.
+    The caller holds the connection (checked out, with no SQLAlchemy
+    transaction of its own) and the dialect's writer lock.
     """
-    raw = await conn.get_raw_connection()
-    driver = raw.driver_connection
-    check_driver(driver)
-    tx = LiteTransaction(driver, write=write)
+    check_driver(driver_connection)
+    tx = LiteTransaction(driver_connection, write=write)
     try:
         yield tx
     except BaseException:
