@@ -207,6 +207,46 @@ async def test_a_failure_mid_stream_charges_what_was_produced(make: Any, user: s
     await h.ledger.verify(user)
 
 
+async def test_a_failure_after_the_final_report_still_completes_the_run(
+    make: Any, user: str
+) -> None:
+    # Everything the run is charged for had arrived; only the stream's tail broke.
+    h = make([*normal(), ModelUnavailable("connection reset")])
+    await h.funded(user, 100)
+    result = await h.runner.run(user, request())
+    assert (result.response, result.credits_spent, result.stop_reason) == (
+        "Hello from the model.",
+        7,
+        "end_turn",
+    )
+    assert await h.spends(user) == [-7]
+    await h.ledger.verify(user)
+
+
+async def test_the_run_is_settled_as_soon_as_the_final_report_arrives(
+    make: Any, user: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tail = asyncio.Event()  # the provider's stream stays open until set
+    h = make([*normal(), tail])
+    await h.funded(user, 100)
+    charged = asyncio.Event()
+    capture = h.ledger._capture
+
+    async def noted(*args: Any, **kwargs: Any) -> Any:
+        outcome = await capture(*args, **kwargs)
+        charged.set()
+        return outcome
+
+    monkeypatch.setattr(h.ledger, "_capture", noted)
+    task = asyncio.create_task(h.runner.run(user, request()))
+    await asyncio.wait_for(charged.wait(), timeout=5)
+    assert not task.done()  # charged while the stream is still open
+    tail.set()
+    result = await task
+    assert result.credits_spent == 7
+    await h.ledger.verify(user)
+
+
 async def test_a_client_that_goes_away_pays_for_what_was_produced(make: Any, user: str) -> None:
     gate = asyncio.Event()  # never set: the model would go on forever
     h = make([start_usage(), TextDelta("one two three "), gate, TextDelta("never")])

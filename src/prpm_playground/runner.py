@@ -6,11 +6,13 @@ Money flow of one run (DESIGN.md §4, rules 5 and 6):
    context window) and prices the worst case; nothing is held yet.
 2. The run holds that worst case under the key ``run:{run_id}``. A user who
    cannot afford it gets ``InsufficientCredits`` before any model call.
-3. The model streams. Whatever ends the stream, settlement runs in a
-   ``finally``, shielded from cancellation: the actual cost (never more than
+3. The model streams. Settlement starts when the provider's final usage
+   report arrives (or, if the stream ends without one, in a ``finally``),
+   in a task shielded from cancellation: the actual cost (never more than
    held) is captured and the rest returns at once; a failure before any
    output releases everything.
-4. The exchange is saved to the session.
+4. The exchange is saved to the session, in the capture's transaction
+   where the storage allows.
 
 The run id is the idempotency key: a retry with the same id returns the
 first run's result and is never charged again.
@@ -328,6 +330,7 @@ class PlaygroundRunner:
         prepared = run.prepared
         began = time.monotonic()
         failure: BaseException | None = None
+        settling: asyncio.Task[RunResult | None] | None = None
         try:
             # Inside the try: a consumer that stops right after ``started``
             # still gets its hold back.
@@ -344,26 +347,40 @@ class PlaygroundRunner:
                         if event.text:
                             run.parts.append(event.text)
                             yield RunDelta(text=event.text)
-                    else:
-                        run.usage, run.final = event.usage, event.final
-                        run.stop_reason = event.stop_reason or run.stop_reason
-                        yield RunUsage(usage=event.usage)
+                        continue
+                    run.usage, run.final = event.usage, event.final
+                    run.stop_reason = event.stop_reason or run.stop_reason
+                    if run.final and settling is None:
+                        # All the run is charged for is known: settle while
+                        # the provider's stream winds down (sleep(0) lets the
+                        # settlement send its first statement before that).
+                        settling = self._start_settling(run, None, _since(began))
+                        await asyncio.sleep(0)
+                    yield RunUsage(usage=event.usage)
+        except Exception as exc:
+            if settling is None:
+                failure = exc
+                raise
+            # The final report had come: the run is complete, and settled as such.
+            logger.debug("provider failed after its final report: %r", exc)
         except BaseException as exc:
             failure = exc
             raise
         finally:
-            duration_ms = int((time.monotonic() - began) * 1000)
-            result = await self._settle_shielded(run, failure, duration_ms)
+            if settling is None:
+                settling = self._start_settling(run, failure, _since(began))
+            result = await asyncio.shield(settling)
         if result is not None:
             yield RunDone(result=result)
 
-    async def _settle_shielded(
+    def _start_settling(
         self, run: _Run, failure: BaseException | None, duration_ms: int
-    ) -> RunResult | None:
+    ) -> asyncio.Task[RunResult | None]:
+        """Settle in a task of its own, which a cancelled caller cannot stop half-way."""
         task = asyncio.ensure_future(self._settle(run, failure, duration_ms))
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
-        return await asyncio.shield(task)
+        return task
 
     async def _settle(
         self, run: _Run, failure: BaseException | None, duration_ms: int
@@ -470,6 +487,10 @@ class PlaygroundRunner:
             return VariantOutcome(index=index, result=await self._complete(started))
         except PlaygroundError as exc:
             return VariantOutcome(index=index, error=_error_event(exc))
+
+
+def _since(began: float) -> int:
+    return int((time.monotonic() - began) * 1000)
 
 
 def _error_event(exc: PlaygroundError) -> RunError:

@@ -73,7 +73,9 @@ class UsageReport:
         usage: Cumulative token counts. Before ``final``, ``output_tokens`` may
             lag behind the text received (Anthropic's ``message_start``
             carries a placeholder).
-        final: True once the provider reported its final count.
+        final: True once the provider reported its final count. It is the
+            stream's last event that counts: the runner settles the run on it,
+            while the stream closes.
         stop_reason: Why the model stopped, with the final report.
     """
 
