@@ -6,7 +6,7 @@ import asyncio
 import threading
 from pathlib import Path
 
-from prpm_playground import CreditLedger, CreditPolicy, SQLAlchemyStorage
+from prpm_playground import CreditLedger, CreditPolicy, ResetJob, SQLAlchemyStorage
 
 
 def make(tmp_path: Path) -> tuple[SQLAlchemyStorage, CreditLedger]:
@@ -70,3 +70,52 @@ async def test_a_closed_storage_opens_a_new_connection_when_used_again(tmp_path:
     await ledger.spend("u", 4, idempotency_key="after")
     assert (await ledger.balance("u")).available == 6
     await storage.close()
+
+
+async def test_closing_waits_for_a_write_in_flight(tmp_path: Path) -> None:
+    storage, ledger = make(tmp_path)
+    await storage.migrate()
+    hold = await (await _funded(ledger)).hold("u", 5, idempotency_key="run")
+    inside = asyncio.Event()
+    release = asyncio.Event()
+
+    async def settling() -> None:
+        async with storage.together():
+            await ledger.capture(hold.id, 2)
+            inside.set()
+            await release.wait()
+
+    task = asyncio.create_task(settling())
+    await inside.wait()
+    closing = asyncio.create_task(storage.close())
+    await asyncio.sleep(0.05)
+    assert not closing.done()  # the write's transaction is still open
+    release.set()
+    await task
+    await closing
+    assert (await ledger.balance("u")).available == 8
+    await ledger.verify("u")
+    await storage.close()
+
+
+async def test_run_sync_in_another_thread_leaves_this_loops_connection_open(
+    tmp_path: Path,
+) -> None:
+    storage, ledger = make(tmp_path)
+    await storage.migrate()
+    await _funded(ledger)
+    mine = storage._tx._held._driver  # type: ignore[union-attr]
+    job = ResetJob(storage, policy=ledger.policy)
+
+    # A scheduler thread's run closes the storage from its own loop at the end.
+    await asyncio.to_thread(job.run_sync)
+
+    assert storage._tx._held._driver is mine  # type: ignore[union-attr]
+    await ledger.spend("u", 1, idempotency_key="after")
+    assert (await ledger.balance("u")).available == 9
+    await storage.close()
+
+
+async def _funded(ledger: CreditLedger) -> CreditLedger:
+    await ledger.grant("u", 10, idempotency_key="fund")
+    return ledger

@@ -148,8 +148,18 @@ class HeldWriter:
         return self._driver
 
     async def close(self) -> None:
-        """Close the connection (a new one is made when needed)."""
-        driver, self._driver, self._loop = self._driver, None, None
+        """Close the connection (a new one is made when needed).
+
+        Not if another loop that is still open has it: that loop goes on
+        writing with it (``ResetJob.run_sync`` closes the storage from its own
+        loop, maybe while an application's loop serves requests).
+        """
+        loop = asyncio.get_running_loop()
+        with self._claim:
+            owner = self._loop() if self._loop is not None else None
+            if owner is not None and owner is not loop and not owner.is_closed():
+                return
+            driver, self._driver, self._loop = self._driver, None, None
         if driver is not None:
             await driver.close()
 
@@ -292,9 +302,10 @@ class Transactions:
         await joint.end(None)
 
     async def close(self) -> None:
-        """Close the connection held for writes."""
+        """Close the connection held for writes, once this loop's writes in flight end."""
         if self._held is not None:
-            await self._held.close()
+            async with self._queue(True):
+                await self._held.close()
 
     @asynccontextmanager
     async def _open_lite(self, *, write: bool) -> AsyncIterator[LiteTransaction]:

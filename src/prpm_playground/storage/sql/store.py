@@ -129,7 +129,9 @@ class SQLAlchemyStorage:
         """Release pooled connections; used again, the storage opens new ones.
 
         An engine passed in by the host is left alone: its pool is the host's.
-        On SQLite this also closes the connection the storage keeps for writes.
+        On SQLite this also closes the connection the storage keeps for
+        writes, once the writes in flight on this event loop have ended
+        (unless another event loop, still open, is using it).
         """
         await self._tx.close()
         if self._owns_engine:
