@@ -357,15 +357,12 @@ class PlaygroundRunner:
                         settling = self._start_settling(run, None, _since(began))
                         await asyncio.sleep(0)
                     yield RunUsage(usage=event.usage)
-        except Exception as exc:
-            if settling is None:
+        except BaseException as exc:
+            if settling is None or not isinstance(exc, Exception):
                 failure = exc
                 raise
             # The final report had come: the run is complete, and settled as such.
             logger.debug("provider failed after its final report: %r", exc)
-        except BaseException as exc:
-            failure = exc
-            raise
         finally:
             if settling is None:
                 settling = self._start_settling(run, failure, _since(began))

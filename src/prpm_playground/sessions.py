@@ -22,7 +22,6 @@ from ._ids import new_id
 from ._validation import check_int, check_text_id
 from .errors import InvalidRequest, NotFound
 from .models import (
-    Exchange,
     Feedback,
     Session,
     SessionPage,
@@ -386,40 +385,9 @@ def _decode_cursor(cursor: object) -> tuple[datetime, str]:
 
 
 def _session(record: SessionRecord) -> Session:
-    return Session(
-        id=record.id,
-        package_id=record.package_id,
-        package_version=record.package_version,
-        no_prompt=record.no_prompt,
-        comparison_id=record.comparison_id,
-        created_at=record.created_at,
-        updated_at=record.updated_at,
-        exchanges=tuple(_exchange(e) for e in record.exchanges),
-    )
-
-
-def _exchange(record: ExchangeRecord) -> Exchange:
-    return Exchange(
-        index=record.index,
-        input=record.input,
-        response=record.response,
-        model=record.model,
-        usage=record.usage,
-        credits_spent=record.credits_spent,
-        run_id=record.run_id,
-        created_at=record.created_at,
-    )
+    # The records carry every field of the public models under the same names.
+    return Session.model_validate(record, from_attributes=True)
 
 
 def _summary(record: SessionRecord) -> SessionSummary:
-    return SessionSummary(
-        id=record.id,
-        title=record.title,
-        package_id=record.package_id,
-        package_version=record.package_version,
-        no_prompt=record.no_prompt,
-        comparison_id=record.comparison_id,
-        exchange_count=record.exchange_count,
-        created_at=record.created_at,
-        updated_at=record.updated_at,
-    )
+    return SessionSummary.model_validate(record, from_attributes=True)

@@ -154,10 +154,8 @@ class HeldWriter:
         writing with it (``ResetJob.run_sync`` closes the storage from its own
         loop, maybe while an application's loop serves requests).
         """
-        loop = asyncio.get_running_loop()
         with self._claim:
-            owner = self._loop() if self._loop is not None else None
-            if owner is not None and owner is not loop and not owner.is_closed():
+            if self._taken_by_another(asyncio.get_running_loop()):
                 return
             driver, self._driver, self._loop = self._driver, None, None
         if driver is not None:
@@ -165,13 +163,14 @@ class HeldWriter:
 
     def _claimed(self, loop: asyncio.AbstractEventLoop) -> bool:
         with self._claim:  # loops in other threads may ask at the same time
-            owner = self._loop() if self._loop is not None else None
-            if owner is loop:
-                return True
-            if owner is not None and not owner.is_closed():
+            if self._taken_by_another(loop):
                 return False
             self._loop = weakref.ref(loop)
             return True
+
+    def _taken_by_another(self, loop: asyncio.AbstractEventLoop) -> bool:
+        owner = self._loop() if self._loop is not None else None
+        return owner is not None and owner is not loop and not owner.is_closed()
 
 
 class Joint:
@@ -197,7 +196,7 @@ class Joint:
         self.ended = True
         try:
             if self.broken:
-                raise RuntimeError("a unit failed after its writes were sent")
+                raise _unit_left_writes()
             result = await self.tx.commit(last)
         except BaseException as exc:
             await self._stack.__aexit__(type(exc), exc, exc.__traceback__)
@@ -211,7 +210,7 @@ class Joint:
             return
         self.ended = True
         if exc is None and self.broken:
-            exc = RuntimeError("a unit failed after its writes were sent")
+            exc = _unit_left_writes()
             await self._stack.__aexit__(type(exc), exc, None)
             raise exc
         if exc is None:
@@ -229,6 +228,10 @@ class Joint:
             if not self.tx.undo_to(mark):
                 self.broken = True
             raise
+
+
+def _unit_left_writes() -> RuntimeError:
+    return RuntimeError("a unit failed after its writes were sent")
 
 
 _JOINT: ContextVar[Joint | None] = ContextVar("prpm_playground_joint", default=None)

@@ -229,23 +229,23 @@ class LiteTransaction:
             return None  # nothing was ever sent
         committed: list[bool] = []
 
-        def finish(c: sqlite3.Connection) -> T | None:
-            if last is None:
-                c.commit()
-                committed.append(True)
-                return None
-            c.execute("SAVEPOINT lite_last")
-            try:
-                result = last(c)
-            except BaseException:
-                c.execute("ROLLBACK TO lite_last")
-                c.execute("RELEASE lite_last")
-                c.commit()
-                committed.append(True)
-                raise
-            c.execute("RELEASE lite_last")
+        def commit(c: sqlite3.Connection) -> None:
             c.commit()
             committed.append(True)
+
+        def finish(c: sqlite3.Connection) -> T | None:
+            result = None
+            if last is not None:
+                c.execute("SAVEPOINT lite_last")
+                try:
+                    result = last(c)
+                except BaseException:
+                    c.execute("ROLLBACK TO lite_last")
+                    c.execute("RELEASE lite_last")
+                    commit(c)
+                    raise
+                c.execute("RELEASE lite_last")
+            commit(c)
             return result
 
         try:

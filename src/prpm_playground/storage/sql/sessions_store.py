@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Table, delete, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import ColumnElement
 
 from ...errors import Conflict, NotFound
 from ...models import SharedExchange, Usage
@@ -231,18 +232,16 @@ class SQLSessions:
 
     async def get_share(self, token: str) -> ShareRecord | None:
         """Return the live share with this token, or None (unknown or revoked)."""
-        await self._ready()
-        sh = self._t.shares
-        query = select(sh).where(sh.c.token == token, sh.c.revoked_at.is_(None))
-        async with self._tx.begin(write=False) as conn:
-            row = (await conn.execute(query)).first()
-        return None if row is None else _to_share(row)
+        return await self._live_share(self._t.shares.c.token == token)
 
     async def live_share(self, session_id: str) -> ShareRecord | None:
         """Return the session's live share, or None."""
+        return await self._live_share(self._t.shares.c.session_id == session_id)
+
+    async def _live_share(self, which: ColumnElement[bool]) -> ShareRecord | None:
         await self._ready()
         sh = self._t.shares
-        query = select(sh).where(sh.c.session_id == session_id, sh.c.revoked_at.is_(None))
+        query = select(sh).where(which, sh.c.revoked_at.is_(None))
         async with self._tx.begin(write=False) as conn:
             row = (await conn.execute(query)).first()
         return None if row is None else _to_share(row)
