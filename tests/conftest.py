@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import os
 import secrets
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import pytest
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from prpm_playground import CreditLedger, CreditPolicy, SQLAlchemyStorage
@@ -26,6 +29,15 @@ PG_URL = os.environ.get(
 )
 REQUIRE_PG = os.environ.get("PRPM_REQUIRE_POSTGRES") == "1"
 BACKENDS = ["sqlite", "postgres"]
+
+# A constraint refusing a write: the database's own error as it reaches us,
+# raw from a driver (SQLite's thread, asyncpg) or wrapped by SQLAlchemy.
+# Tests match these public classes, never a database's or driver's wording.
+INTEGRITY_ERRORS = (
+    sqlite3.IntegrityError,
+    asyncpg.IntegrityConstraintViolationError,
+    IntegrityError,
+)
 
 
 @dataclass

@@ -11,7 +11,6 @@ from typing import Any
 
 import anthropic
 import httpx
-import httpx2
 import pytest
 import respx
 
@@ -272,8 +271,8 @@ async def test_429_exhausted_raises_rate_limited_with_retry_after() -> None:
             await collect(AnthropicProvider(client=client), make_request())
 
     assert route.call_count == 2
+    assert info.value.code == "rate_limited"
     assert info.value.retry_after == 20.0
-    assert isinstance(info.value.__cause__, anthropic.RateLimitError)
 
 
 async def test_429_without_retry_after(anthropic_mock) -> None:
@@ -296,7 +295,8 @@ async def test_529_raises_model_overloaded_after_sdk_retries() -> None:
             await collect(AnthropicProvider(client=client), make_request())
 
     assert route.call_count == 3
-    assert isinstance(info.value.__cause__, anthropic.OverloadedError)
+    assert type(info.value) is ModelOverloaded
+    assert info.value.code == "model_overloaded"
 
 
 @pytest.mark.parametrize(
@@ -321,8 +321,7 @@ async def test_status_errors_are_mapped(
         await collect(AnthropicProvider(client=client), make_request())
 
     assert type(info.value) is expected
-    assert isinstance(info.value.__cause__, anthropic.APIStatusError)
-    assert info.value.__cause__.status_code == status
+    assert info.value.code == expected.code
     assert "test-key" not in str(info.value)
 
 
@@ -354,7 +353,8 @@ async def test_request_timeout_raises_model_unavailable(anthropic_mock) -> None:
         await collect(AnthropicProvider(client=client), make_request())
 
     assert type(info.value) is ModelUnavailable
-    assert isinstance(info.value.__cause__, anthropic.APITimeoutError)
+    assert info.value.code == "model_unavailable"
+    assert "timed out" in info.value.message
 
 
 async def test_connection_error_raises_model_unavailable(anthropic_mock) -> None:
@@ -364,7 +364,8 @@ async def test_connection_error_raises_model_unavailable(anthropic_mock) -> None
     with pytest.raises(ModelUnavailable) as info:
         await collect(AnthropicProvider(client=client), make_request())
 
-    assert isinstance(info.value.__cause__, anthropic.APIConnectionError)
+    assert type(info.value) is ModelUnavailable
+    assert "connect" in info.value.message
 
 
 async def test_deadline_while_waiting_for_the_response(anthropic_mock) -> None:
@@ -399,9 +400,6 @@ async def test_error_event_mid_stream(
     assert type(error) is expected
     assert text_of(received) == "Hello"
     assert [r.final for r in reports(received)] == [False]
-    # The SDK raises a stream's error event as a status-200 APIStatusError.
-    assert isinstance(error.__cause__, anthropic.APIStatusError)
-    assert error.__cause__.status_code == 200
     assert body.closed
 
 
@@ -419,31 +417,33 @@ async def test_stream_cut_before_message_delta(anthropic_mock) -> None:
     assert body.closed
 
 
-async def test_connection_broken_mid_stream(anthropic_mock) -> None:
+@pytest.mark.parametrize(
+    "failure",
+    [
+        httpx.RemoteProtocolError("peer closed connection without sending body"),
+        httpx.ReadTimeout("read timed out"),
+    ],
+    ids=["connection-broken", "read-timeout"],
+)
+async def test_transport_failure_mid_stream(anthropic_mock, failure: httpx.HTTPError) -> None:
+    # How the SDK wraps a transport failure mid-stream changes between its
+    # releases; what the caller gets does not: a retryable ModelUnavailable
+    # after the text that arrived, with no final usage (so the runner charges
+    # what was delivered).
     router, client = anthropic_mock
-    body = ChunkedBody(
-        cut_stream(["Half"]),
-        raise_at_end=httpx.RemoteProtocolError("peer closed connection without sending body"),
-    )
+    body = ChunkedBody(cut_stream(["Half"]), raise_at_end=failure)
     router.post(MESSAGES_PATH).mock(return_value=sse_response(body))
 
     received, error = await collect_until_error(AnthropicProvider(client=client), make_request())
 
     assert type(error) is ModelUnavailable
-    assert isinstance(error.__cause__, httpx2.RemoteProtocolError)
+    assert error.to_dict()["error"] == "model_unavailable"
     assert text_of(received) == "Half"
-
-
-async def test_read_timeout_mid_stream(anthropic_mock) -> None:
-    router, client = anthropic_mock
-    body = ChunkedBody(cut_stream(["Half"]), raise_at_end=httpx.ReadTimeout("read timed out"))
-    router.post(MESSAGES_PATH).mock(return_value=sse_response(body))
-
-    received, error = await collect_until_error(AnthropicProvider(client=client), make_request())
-
-    assert type(error) is ModelUnavailable
-    assert isinstance(error.__cause__, httpx2.ReadTimeout)
-    assert text_of(received) == "Half"
+    assert [r.final for r in reports(received)] == [False]
+    assert reports(received)[0].usage.input_tokens == 25
+    assert error.__cause__ is not None  # the SDK's error stays chained for logs
+    assert "test-key" not in str(error)
+    assert body.closed
 
 
 async def test_deadline_mid_stream_closes_the_response(anthropic_mock) -> None:
@@ -486,16 +486,28 @@ async def test_deadline_passing_while_the_consumer_works_is_raised_at_the_next_e
     assert body.closed
 
 
-async def test_deadline_timer_is_gone_after_a_completed_stream(anthropic_mock) -> None:
+async def test_deadline_timer_is_gone_after_a_completed_stream(
+    anthropic_mock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     router, client = anthropic_mock
     router.post(MESSAGES_PATH).mock(return_value=sse_response(text_stream(["done"])))
     loop = asyncio.get_running_loop()
     start = loop.time()
+    timers: list[asyncio.TimerHandle] = []
+    call_at = loop.call_at
 
+    def recorded(when: float, callback: Any, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+        handle = call_at(when, callback, *args, **kwargs)
+        timers.append(handle)
+        return handle
+
+    monkeypatch.setattr(loop, "call_at", recorded)
     await collect(AnthropicProvider(client=client), make_request(deadline=600))
+    monkeypatch.undo()
 
-    live = [h for h in loop._scheduled if not h.cancelled()]  # type: ignore[attr-defined]
-    assert not [h for h in live if h.when() >= start + 599]
+    deadline_timers = [h for h in timers if h.when() >= start + 599]
+    assert deadline_timers  # the stream did set its deadline timer
+    assert all(h.cancelled() for h in deadline_timers)
 
 
 async def test_leaving_early_closes_the_response(anthropic_mock) -> None:
@@ -610,10 +622,8 @@ async def test_a_profile_that_does_not_load_is_misconfigured(monkeypatch, tmp_pa
     monkeypatch.setenv("ANTHROPIC_CONFIG_DIR", str(tmp_path / "nowhere"))
     provider = AnthropicProvider()
 
-    with pytest.raises(ProviderMisconfigured, match="could not be loaded") as info:
+    with pytest.raises(ProviderMisconfigured, match="could not be loaded"):
         await collect(provider, make_request())
-
-    assert isinstance(info.value.__cause__, anthropic.CredentialsError)
 
 
 @pytest.mark.usefixtures("no_anthropic_credentials")

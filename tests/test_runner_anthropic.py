@@ -69,6 +69,13 @@ class World:
         await self.ledger.verify(self.user)
         return holds, (await self.ledger.balance(self.user)).available
 
+    async def exchanges(self) -> list[tuple[str, str | None]]:
+        """(response, stop_reason) of each exchange in the user's one session."""
+        [summary] = await self.storage.list_sessions(self.user, limit=5, before=None)
+        session = await self.storage.get_session(summary.id)
+        assert session is not None
+        return [(e.response, e.stop_reason) for e in session.exchanges]
+
 
 def request() -> RunRequest:
     return RunRequest(package_id="haiku-writer", input="Write about rain", model="haiku")
@@ -173,12 +180,26 @@ async def test_a_stream_cut_before_message_delta_counts_what_arrived(world: Worl
     charged = cost(25, approx_tokens("Rain on the roof"))
     held = await world.hold_amount()
     assert await world.outcome() == ([(held, charged, "captured")], 10_000 - charged)
-    [summary] = await world.storage.list_sessions(world.user, limit=5, before=None)
-    session = await world.storage.get_session(summary.id)
-    assert session is not None
-    assert [(e.response, e.stop_reason) for e in session.exchanges] == [
-        ("Rain on the roof", "error")
-    ]
+    assert await world.exchanges() == [("Rain on the roof", "error")]
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [httpx.RemoteProtocolError("peer closed connection"), httpx.ReadTimeout("read timed out")],
+    ids=["connection-broken", "read-timeout"],
+)
+async def test_a_transport_failure_mid_stream_charges_what_arrived(
+    world: World, failure: httpx.HTTPError
+) -> None:
+    body = ChunkedBody(cut_stream(["Rain on ", "the roof"]), raise_at_end=failure)
+    world.router.post(MESSAGES_PATH).mock(return_value=sse_response(body))
+    with pytest.raises(ModelUnavailable):
+        await world.runner.run(world.user, request())
+    assert body.closed
+    charged = cost(25, approx_tokens("Rain on the roof"))
+    held = await world.hold_amount()
+    assert await world.outcome() == ([(held, charged, "captured")], 10_000 - charged)
+    assert await world.exchanges() == [("Rain on the roof", "error")]
 
 
 async def test_a_timeout_before_any_output_releases_the_hold(world: World) -> None:

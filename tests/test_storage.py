@@ -16,7 +16,7 @@ from prpm_playground.storage.sql.ledger_store import LedgerStatements
 from prpm_playground.storage.sql.migrate import head_revision
 from prpm_playground.storage.sql.tables import build_tables
 
-from .conftest import Backend
+from .conftest import INTEGRITY_ERRORS, Backend
 
 
 async def _names(storage: SQLAlchemyStorage) -> dict[str, list[str]]:
@@ -217,7 +217,7 @@ async def test_failed_write_leaves_nothing(bare: CreditLedger, storage: SQLAlche
                 )
             )
 
-    with pytest.raises(Exception, match=r"(?i)check|constraint"):
+    with pytest.raises(INTEGRITY_ERRORS):
         await broken()
     assert await storage.audit("rollback-user") is None
 
