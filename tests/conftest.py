@@ -19,6 +19,7 @@ import asyncpg
 import pytest
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from prpm_playground import CreditLedger, CreditPolicy, SQLAlchemyStorage
 from prpm_playground.storage.sql.tables import build_tables
@@ -84,7 +85,10 @@ async def backend(
 
         async def make_sqlite() -> AsyncEngine:
             path = directory / f"{secrets.token_hex(4)}.db"
-            engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
+            # A pooled engine, as SQLAlchemy 2.1 makes by default (2.0 made a NullPool).
+            engine = create_async_engine(
+                f"sqlite+aiosqlite:///{path}", poolclass=AsyncAdaptedQueuePool
+            )
             engines.append(engine)
             return engine
 

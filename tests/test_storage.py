@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Column, Integer, MetaData, String, Table, inspect, text
+from sqlalchemy import Column, Integer, MetaData, String, Table, event, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from prpm_playground import CreditLedger, InvalidRequest, SchemaMismatch, SQLAlchemyStorage
@@ -185,6 +185,23 @@ async def test_in_memory_sqlite(tmp_path: Any) -> None:
     await ledger.spend("u", 2, idempotency_key="s")
     assert (await ledger.balance("u")).available == 3
     await storage.close()
+
+
+async def test_a_sqlite_file_is_not_reopened_per_transaction(tmp_path: Any) -> None:
+    # Whatever pool SQLAlchemy would pick by default (2.0 picked none for
+    # aiosqlite files), connections are kept and reused.
+    storage = SQLAlchemyStorage(f"sqlite+aiosqlite:///{tmp_path}/pooled.db")
+    opened: list[object] = []
+    event.listen(storage.engine.sync_engine, "connect", lambda conn, record: opened.append(conn))
+    try:
+        await storage.migrate()
+        ledger = CreditLedger(storage)
+        for n in range(20):
+            await ledger.grant("u", 1, idempotency_key=f"g{n}")
+            await ledger.balance("u")
+    finally:
+        await storage.close()
+    assert 1 <= len(opened) <= 3
 
 
 async def test_default_url_is_local_sqlite(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:

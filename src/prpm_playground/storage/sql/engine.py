@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import PoolResetState, StaticPool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, PoolResetState, StaticPool
 
 from ..._loops import LoopLock
 from ...errors import InvalidRequest
@@ -48,8 +48,10 @@ def create_engine(url: str) -> AsyncEngine:
             "connect_args": {"timeout": BUSY_TIMEOUT_S},
             "pool_reset_on_return": None,
         }
-        if is_memory(parsed.database):
-            kwargs["poolclass"] = StaticPool
+        # Named, not left to the default: SQLAlchemy before 2.1 gave file
+        # databases under aiosqlite a NullPool, a new connection (and its
+        # pragmas) per transaction.
+        kwargs["poolclass"] = StaticPool if is_memory(parsed.database) else AsyncAdaptedQueuePool
         engine = create_async_engine(parsed, **kwargs)
         event.listen(engine.sync_engine, "reset", _reset_if_open)
     elif backend == "postgresql":
