@@ -1,6 +1,6 @@
 """A FastAPI host app with the playground's endpoints in its own OpenAPI document.
 
-    pip install -e ".[fastapi,demo]"
+    pip install -c requirements/constraints.txt -e ".[fastapi,demo]"
     python examples/fastapi_app.py            # http://127.0.0.1:8000/docs
     curl -H 'X-User: alice' http://127.0.0.1:8000/api/v1/playground/credits
 

@@ -1,6 +1,6 @@
 """A Litestar host app with the playground mounted by a plugin.
 
-    pip install -e ".[litestar,demo]"
+    pip install -c requirements/constraints.txt -e ".[litestar,demo]"
     python examples/litestar_app.py           # http://127.0.0.1:8000/
     curl -H 'X-User: alice' http://127.0.0.1:8000/api/v1/playground/credits
 

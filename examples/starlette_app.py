@@ -1,6 +1,6 @@
 """A Starlette host app with the playground mounted under /api/v1/playground.
 
-    pip install -e ".[demo]"
+    pip install -c requirements/constraints.txt -e ".[demo]"
     python examples/starlette_app.py          # http://127.0.0.1:8000/
     curl -H 'X-User: alice' http://127.0.0.1:8000/api/v1/playground/credits
 

@@ -1,6 +1,6 @@
 """ASGI entry point of the example Django project: Django, with the playground beside it.
 
-    pip install -e ".[django,demo]"
+    pip install -c requirements/constraints.txt -e ".[django,demo]"
     python examples/django_app/asgi.py        # http://127.0.0.1:8000/
     curl -H 'X-User: alice' http://127.0.0.1:8000/api/v1/playground/credits
 
