@@ -3,10 +3,9 @@ documented commands installing from it."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -15,6 +14,11 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("lock_diff", ROOT / "scripts" / "lock_diff.py")
+assert _spec is not None
+assert _spec.loader is not None
+lock_diff = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(lock_diff)
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 LOCK = ROOT / "requirements" / "constraints.txt"
 LOCK_ARG = "-c requirements/constraints.txt"
@@ -26,17 +30,6 @@ def requirements() -> list[tuple[str, Requirement]]:
     for extra, lines in project["optional-dependencies"].items():
         found += [(extra, Requirement(line)) for line in lines]
     return found
-
-
-def lock_pins() -> dict[str, str]:
-    pins: dict[str, str] = {}
-    for line in LOCK.read_text(encoding="utf-8").splitlines():
-        if line and not line.startswith((" ", "#")):
-            requirement = Requirement(line)
-            [spec] = requirement.specifier
-            assert spec.operator == "==", line
-            pins[canonicalize_name(requirement.name)] = spec.version
-    return pins
 
 
 def readme_commands() -> list[str]:
@@ -60,7 +53,7 @@ def test_the_build_backend_is_bounded() -> None:
 
 
 def test_the_lock_pins_every_dependency_inside_its_range() -> None:
-    pins = lock_pins()
+    pins = lock_diff.locked_versions(LOCK)
     for group, requirement in requirements():
         name = canonicalize_name(requirement.name)
         assert name in pins, f"{requirement} ({group}) is not in the lock: run scripts/lock"
@@ -93,13 +86,8 @@ def test_the_readme_commands_and_ci_install_from_the_lock() -> None:
 def test_this_environment_has_the_locked_versions() -> None:
     # What CI and the README's commands install is what the lock says, so a
     # fresh clone tests exactly the versions that passed.
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "lock_diff.py"), "--check", str(LOCK)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, (
+    moved, _, _ = lock_diff.differences(LOCK)
+    assert moved == [], (
         "installed versions differ from requirements/constraints.txt; install with "
-        f"`pip install {LOCK_ARG} -e '.[dev]'`\n{result.stdout}"
+        f"`pip install {LOCK_ARG} -e '.[dev]'`: {moved}"
     )
