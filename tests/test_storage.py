@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -321,3 +323,33 @@ def test_queries_for_active_holds_name_the_status_in_their_sql(dialect: Any) -> 
         assert "prpm_holds.status = 'active'" in sql
         assert "status = ?" not in sql
         assert "status = %(" not in sql
+
+
+async def test_storages_of_different_databases_migrate_at_once(backend: Backend) -> None:
+    # Alembic keeps the running migration in module globals; two at once in
+    # one process must not see each other's.
+    storages = [SQLAlchemyStorage(await backend.make_engine()) for _ in range(4)]
+    try:
+        await asyncio.gather(*(storage.migrate() for storage in storages))
+        for storage in storages:
+            assert await storage.current_revision() == head_revision()
+    finally:
+        for storage in storages:
+            await storage.close()
+
+
+def test_migrations_in_two_threads_at_once(tmp_path: Any) -> None:
+    def migrate(name: str) -> str | None:
+        async def go() -> str | None:
+            storage = SQLAlchemyStorage(f"sqlite+aiosqlite:///{tmp_path}/{name}.db")
+            try:
+                await storage.migrate()
+                return await storage.current_revision()
+            finally:
+                await storage.close()
+
+        return asyncio.run(go())
+
+    with ThreadPoolExecutor(4) as pool:
+        revisions = list(pool.map(migrate, ["a", "b", "c", "d"]))
+    assert revisions == [head_revision()] * 4

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from alembic import command
@@ -14,6 +18,27 @@ from ...errors import SchemaMismatch
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 UPGRADE_HINT = "prpm-playground db upgrade --url <database url>  (or: await storage.migrate())"
+
+
+_ALEMBIC = threading.Lock()
+
+
+@asynccontextmanager
+async def one_at_a_time() -> AsyncIterator[None]:
+    """Let one migration run in this process at a time, whatever its loop or thread.
+
+    Alembic keeps the running migration in module globals (``alembic.context``,
+    ``alembic.op``), so two at once, even of different databases, would run
+    each other's steps. Migrating is rare: waiting by polling keeps the event
+    loop free and needs no thread of its own.
+    """
+    # Not an asyncio.Event: the waiters may be on other loops, in other threads.
+    while not _ALEMBIC.acquire(blocking=False):  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    try:
+        yield
+    finally:
+        _ALEMBIC.release()
 
 
 def _config(connection: Connection | None, prefix: str) -> Config:

@@ -103,11 +103,12 @@ class SQLAlchemyStorage:
 
         Safe to call from several processes at once: on PostgreSQL the
         migration runs under an advisory lock, on SQLite under the write lock.
+        Within one process, migrations (of any database) run one at a time.
 
         Raises:
             SchemaMismatch: The database was migrated by a newer version.
         """
-        async with self._tx.begin(write=True) as conn:
+        async with migrations.one_at_a_time(), self._tx.begin(write=True) as conn:
             if self._tx.is_postgres:
                 await conn.exec_driver_sql(
                     f"SELECT pg_advisory_xact_lock(hashtext('{self.table_prefix}migrate'))"
