@@ -149,6 +149,42 @@ async def test_resume_and_resubscribe(
     await ledger.verify(user)
 
 
+@pytest.mark.parametrize("after_end", [timedelta(seconds=1), timedelta(days=20)])
+async def test_subscribe_again_as_soon_as_the_previous_one_ended(
+    make_ledger: object, user: str, sub_clock: ManualClock, after_end: timedelta
+) -> None:
+    # Cancelled in its second period (Feb 28 - Mar 31): it ends on Mar 31,
+    # and a new one may start in the same calendar month (a Stripe-driven
+    # plan re-subscribes the moment the old one lapses).
+    ledger: CreditLedger = make_ledger(trial_credits=0, rollover_cap=50)  # type: ignore[operator]
+    await ledger.subscribe(user, monthly_credits=100)
+    sub_clock.set(P(1))
+    await ledger.unsubscribe(user)
+    sub_clock.set(P(2) + after_end)
+    assert (await ledger.balance(user)).monthly is None
+    restarted = await ledger.subscribe(user, monthly_credits=60)
+    assert restarted.available == 60  # the old allowance and rollover expired at P(2)
+    assert restarted.monthly is not None
+    assert restarted.monthly.resets_at == period_start(sub_clock.now, 1)
+    # Its next periods renew as any subscription's do.
+    sub_clock.set(period_start(sub_clock.now, 1))
+    assert (await ledger.balance(user)).breakdown["monthly"] == 60
+    await ledger.verify(user)
+
+
+async def test_a_new_subscription_may_not_overlap_the_previous_one(
+    make_ledger: object, user: str, sub_clock: ManualClock
+) -> None:
+    ledger: CreditLedger = make_ledger(trial_credits=0)  # type: ignore[operator]
+    await ledger.subscribe(user, monthly_credits=100)
+    await ledger.unsubscribe(user)
+    sub_clock.set(P(1) + timedelta(days=3))
+    with pytest.raises(InvalidRequest, match="overlaps"):
+        await ledger.subscribe(user, anchor=P(1) - timedelta(days=1))
+    assert (await ledger.subscribe(user, anchor=P(1))).available == 200
+    await ledger.verify(user)
+
+
 async def test_used_up_allowance_still_reported(
     make_ledger: object, user: str, sub_clock: ManualClock
 ) -> None:

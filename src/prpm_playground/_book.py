@@ -152,20 +152,25 @@ class Book:
         )
         return grant, _start(sub, period + 1)
 
-    def start_subscription(
-        self, anchor: datetime, credits: int, *, priority: int, after: int | None
-    ) -> None:
+    def start_subscription(self, anchor: datetime, credits: int, *, priority: int) -> None:
         """Subscribe from ``anchor``; grant the current period's allowance now.
 
-        ``after`` is the last period of a previous subscription: the new one
-        must begin later, so no period is ever numbered twice.
+        A previous subscription must have ended: the new one's current period
+        may begin the instant it ended, not before. A period starts in the
+        month its number names, so no period is ever numbered twice either.
         """
         first = _month(anchor)
-        period = first + _index_of(anchor, self.now)
-        if after is not None and period <= after:
-            raise InvalidRequest(
-                "the new subscription's current period overlaps the previous one; anchor it later"
-            )
+        index = _index_of(anchor, self.now)
+        period = first + index
+        previous = self.subscription
+        if previous is not None:
+            assert previous.ends_after is not None, "the previous subscription is running"
+            ended = _start(previous, previous.ends_after + 1)
+            if _shift(anchor, index) < ended:
+                raise InvalidRequest(
+                    "the new subscription's current period overlaps the previous one, which "
+                    f"ended at {ended.isoformat()}; anchor it then or later"
+                )
         self._set_subscription(
             SubscriptionRecord(anchor=anchor, monthly_credits=credits, last_period=period)
         )

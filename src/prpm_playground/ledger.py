@@ -386,7 +386,10 @@ class CreditLedger:
 
         On a running subscription: the same terms change nothing; another
         ``monthly_credits`` applies from the next period; a subscription
-        cancelled during the current period resumes.
+        cancelled during the current period resumes. Once a cancelled
+        subscription has ended, a new one can start at once (with a new
+        anchor), as long as its current period begins no earlier than the
+        previous one ended.
 
         Args:
             user_id: The account.
@@ -395,8 +398,9 @@ class CreditLedger:
                 new subscription.
 
         Raises:
-            InvalidRequest: Bad arguments, an anchor in the future, or an
-                anchor for a subscription that is already running.
+            InvalidRequest: Bad arguments, an anchor in the future, an
+                anchor for a subscription that is already running, or one
+                whose current period would overlap the previous subscription.
         """
         check_text_id(user_id, "user_id")
         credits = self.policy.monthly_credits if monthly_credits is None else monthly_credits
@@ -416,12 +420,7 @@ class CreditLedger:
             first = start or book.now
             if first > book.now:
                 raise InvalidRequest("anchor must not be in the future")
-            book.start_subscription(
-                first,
-                credits,
-                priority=self.policy.priority_of("monthly"),
-                after=None if sub is None else sub.last_period,
-            )
+            book.start_subscription(first, credits, priority=self.policy.priority_of("monthly"))
             return self._balance(book)
 
         return await self._write(user_id, op)
