@@ -10,6 +10,8 @@ from .errors import InvalidRequest
 
 MAX_ID_LENGTH = 255
 MAX_DESCRIPTION_LENGTH = 1000
+# The widest integer either database stores (BIGINT, SQLite's INTEGER).
+INT64_MAX = 2**63 - 1
 
 
 def check_text_id(value: object, name: str) -> str:

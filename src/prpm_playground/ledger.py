@@ -14,6 +14,7 @@ from typing import TypeVar, get_args
 from ._book import Book
 from ._clock import Clock, as_utc, read_clock, utc_now
 from ._validation import (
+    INT64_MAX,
     check_amount,
     check_description,
     check_int,
@@ -682,7 +683,7 @@ def _decode_cursor(cursor: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         prefix, _, number = raw.partition(":")
-        if prefix != "seq" or not number.isdigit():
+        if prefix != "seq" or not number.isdigit() or int(number) > INT64_MAX:
             raise ValueError(raw)
         return int(number)
     except (ValueError, UnicodeDecodeError, binascii.Error) as exc:

@@ -92,6 +92,8 @@ _Cursor = Annotated[str, Field(min_length=1, max_length=512), _NoNul]
 _Version = Annotated[str, Field(min_length=1, max_length=64), _NoNul]
 _ModelName = Annotated[str, Field(min_length=1, max_length=128), _NoNul]
 _Key = Annotated[str, Field(min_length=1, max_length=200), _NoNul]
+# Variant i of a comparison runs as "{compare_id}:{i}", itself a _Key.
+_CompareKey = Annotated[str, Field(min_length=1, max_length=198), _NoNul]
 _Input = Annotated[str, Field(min_length=1), _NoNul]
 
 
@@ -456,7 +458,7 @@ class CompareRequest(_Model):
     variants: list[CompareVariant] = Field(min_length=2, max_length=4)
     max_tokens: int = Field(default=4096, ge=1, le=1_000_000)
     temperature: float | None = Field(default=None, ge=0, le=1)
-    compare_id: _Key | None = None
+    compare_id: _CompareKey | None = None
 
 
 class VariantOutcome(_Model):

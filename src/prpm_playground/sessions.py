@@ -15,7 +15,7 @@ import json
 import logging
 import re
 import secrets
-from datetime import datetime
+from datetime import UTC, datetime
 
 from ._clock import Clock, read_clock, utc_now
 from ._ids import new_id
@@ -378,8 +378,10 @@ def _decode_cursor(cursor: object) -> tuple[datetime, str]:
         updated_at = datetime.fromisoformat(stamp)
         if updated_at.tzinfo is None or updated_at.utcoffset() is None:
             raise ValueError("naive timestamp")
+        # In UTC, as stored; an offset can push a valid date past year 1 or 9999.
+        updated_at = updated_at.astimezone(UTC)
         check_text_id(session_id, "cursor")
-    except (ValueError, TypeError, binascii.Error, InvalidRequest) as exc:
+    except (ValueError, TypeError, OverflowError, binascii.Error, InvalidRequest) as exc:
         raise InvalidRequest("invalid cursor") from exc
     return updated_at, session_id
 

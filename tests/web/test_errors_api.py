@@ -3,6 +3,7 @@ with its body, and nothing written when a request is refused."""
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -268,12 +269,64 @@ async def test_bad_queries_are_422(web: Web, user: str, path: str, kind: str) ->
     assert response.json()["errors"][0]["loc"][0] == "query"
 
 
+def _b64(raw: str) -> str:
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
 @pytest.mark.parametrize("path", ["/credits/history", "/sessions"])
-@pytest.mark.parametrize("cursor", ["garbage!", "AAAA", "eyJ4IjoxfQ"])
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "garbage!",
+        "AAAA",
+        "eyJ4IjoxfQ",
+        # Well-formed for one endpoint or the other, but out of what the database stores.
+        _b64(f"seq:{2**63}"),
+        _b64("seq:99999999999999999999"),
+        _b64('["9999-12-31T23:59:59-14:00","ses_x"]'),
+        _b64('["0001-01-01T00:00:00+14:00","ses_x"]'),
+    ],
+)
 async def test_bad_cursors_are_400(web: Web, user: str, path: str, cursor: str) -> None:
     response = await web.client.get(path, params={"cursor": cursor}, headers=as_user(user))
     assert response.status_code == 400
     assert response.json() == {"error": "invalid_request", "message": "invalid cursor"}
+
+
+@pytest.mark.parametrize(
+    "cursor", [_b64(f"seq:{2**63 - 1}"), _b64('["0001-01-01T00:00:00+00:00","ses_x"]')]
+)
+async def test_cursors_at_the_edges_of_what_is_stored_answer(
+    web: Web, user: str, cursor: str
+) -> None:
+    path = (
+        "/credits/history"
+        if "seq" in base64.urlsafe_b64decode(cursor + "==").decode()
+        else "/sessions"
+    )
+    response = await web.client.get(path, params={"cursor": cursor}, headers=as_user(user))
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("length", [198, 199, 200])
+async def test_compare_ids_leave_room_for_the_variant_suffix(
+    web: Web, user: str, length: int
+) -> None:
+    await web.fund(user, 100_000)
+    body = {
+        "input": "hi",
+        "compare_id": "c" * length,
+        "max_tokens": 100,
+        "variants": [{"package_id": "reviewer"}, {"package_id": "other"}],
+    }
+    response = await web.client.post("/compare", json=body, headers=as_user(user))
+    if length <= 198:
+        assert response.status_code == 200
+        assert response.json()["outcomes"][1]["result"]["run_id"] == "c" * length + ":1"
+    else:
+        assert response.status_code == 422
+        assert response.json()["errors"][0]["loc"] == ["body", "compare_id"]
+        assert await web.holds(user) == []
 
 
 async def test_feedback_bodies_are_validated(web: Web, user: str) -> None:
