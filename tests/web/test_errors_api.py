@@ -46,27 +46,52 @@ async def test_an_async_authenticate_works(web: Web, user: str) -> None:
     assert (ok.status_code, refused.status_code) == (200, 401)
 
 
-@pytest.mark.parametrize("bad", ["", "x" * 256, 42, "nul\x00byte"])
+@pytest.mark.parametrize("nobody", [None, ""])
+async def test_no_user_from_the_host_is_401(web: Web, nobody: str | None) -> None:
+    app = web.playground.asgi_app(authenticate=lambda request: nobody)
+    async with client_for(app) as client:
+        response = await client.get("/credits")
+    assert response.status_code == 401
+    assert response.json()["error"] == "unauthorized"
+
+
+def host_authenticate_returning(value: Any) -> Callable[[Any], Any]:
+    def host_authenticate(request: Any) -> Any:
+        return value
+
+    return host_authenticate
+
+
+@pytest.mark.parametrize(
+    ("bad", "kind"),
+    [("x" * 256, "str"), (42, "int"), ("nul\x00byte", "str"), (b"alice", "bytes")],
+)
 async def test_an_invalid_user_id_from_the_host_is_a_500(
-    web: Web, bad: Any, caplog: pytest.LogCaptureFixture
+    web: Web, bad: Any, kind: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app = web.playground.asgi_app(authenticate=lambda request: bad)
+    app = web.playground.asgi_app(authenticate=host_authenticate_returning(bad))
     async with client_for(app) as client:
         response = await client.get("/credits")
     assert response.status_code == 500
     assert response.json() == {"error": "internal_error", "message": "internal error"}
-    assert "authenticate returned an invalid user id" in caplog.text
+    assert "host_authenticate_returning.<locals>.host_authenticate returned " + kind in caplog.text
 
 
-async def test_an_authenticate_that_raises_is_a_500(web: Web) -> None:
-    def authenticate(request: Any) -> str:
-        raise LookupError("session store down: password=hunter2")
+async def test_an_authenticate_that_raises_is_a_500(
+    web: Web, caplog: pytest.LogCaptureFixture
+) -> None:
+    class SessionAuth:
+        def __call__(self, request: Any) -> str:
+            raise LookupError("session store down: password=hunter2")
 
-    app = web.playground.asgi_app(authenticate=authenticate)
+    app = web.playground.asgi_app(authenticate=SessionAuth())
     async with client_for(app) as client:
         response = await client.get("/credits")
     assert response.status_code == 500
     assert "hunter2" not in response.text
+    assert "authenticate hook" in caplog.text
+    assert "SessionAuth" in caplog.text
+    assert "raised LookupError" in caplog.text
 
 
 async def test_an_unexpected_error_is_a_500_that_reveals_nothing(

@@ -52,9 +52,10 @@ def create_app(
     Args:
         playground: The services.
         authenticate: Returns the signed-in user's id (1 to 255 characters)
-            for a request, or None (answered with 401). It may be async. An id
-            that is not a valid user id is a bug in the host and answered
-            with 500.
+            for a request, or None or ``""`` (answered with 401). It may be
+            async. Anything else (another type, an id too long or with a
+            NUL) or an exception is a bug in the host: answered with 500 and
+            logged with the hook's name.
         max_body_bytes: Largest request body, in bytes (413 above it).
         keepalive: Seconds of silence before an event stream sends a
             keep-alive comment.
@@ -146,17 +147,29 @@ class _Web:
         return endpoint
 
     async def user_of(self, request: Request) -> str:
-        """The signed-in user, from the host's ``authenticate``."""
-        result = self.authenticate(request)
-        if inspect.isawaitable(result):
-            result = await result
-        if result is None:
+        """The signed-in user, from the host's ``authenticate``.
+
+        None or ``""`` is nobody (401). Anything else that is not a valid
+        user id, or an exception, is the host's bug, not the user's (no 4xx
+        would let them fix it): a 500 whose log names the hook.
+        """
+        try:
+            result = self.authenticate(request)
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception as exc:
+            raise RuntimeError(
+                f"the authenticate hook {_name_of(self.authenticate)} raised {type(exc).__name__}"
+            ) from exc
+        if result is None or result == "":
             raise Unauthorized("sign in to use the playground")
         try:
             return check_text_id(result, "user id")
         except InvalidRequest as exc:
-            # The host's bug, not the user's: no 4xx would let them fix it.
-            raise RuntimeError(f"authenticate returned an invalid user id: {exc.message}") from None
+            raise RuntimeError(
+                f"the authenticate hook {_name_of(self.authenticate)} returned "
+                f"{type(result).__name__}, not a user id: {exc.message}"
+            ) from None
 
     def render(self, route: Endpoint, reply: Reply, headers: Mapping[str, str]) -> Response:
         """The response for a handler's reply, checked against the route's declaration."""
@@ -208,3 +221,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         media_type="application/json",
         headers=exc.headers,
     )
+
+
+def _name_of(hook: object) -> str:
+    """``module.qualname`` of a function, or the repr of another callable."""
+    name = getattr(hook, "__qualname__", None)
+    module = getattr(hook, "__module__", None)
+    if isinstance(name, str):
+        return f"{module}.{name}" if isinstance(module, str) else name
+    return repr(hook)[:200]

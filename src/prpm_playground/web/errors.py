@@ -4,7 +4,7 @@ Every error answer is ``{"error": code, "message": text, …details}``:
 
 - 400 ``invalid_request``: a well-formed request the services refused
   (unknown model, input over the limit, bad cursor, …).
-- 401 ``unauthorized``: ``authenticate`` returned None.
+- 401 ``unauthorized``: ``authenticate`` returned None or ``""``.
 - 402 ``insufficient_credits``: with ``required``, ``available`` and
   ``purchase_url`` (null when none is configured).
 - 404 ``not_found``: unknown objects and other users' objects alike.
