@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -233,6 +233,26 @@ LONG = "x" * 256
         ("hold", {"amount": False}),
         ("hold", {"ttl": timedelta(0)}),
         ("hold", {"ttl": 60}),
+        # What a database cannot store is refused before it is sent.
+        ("spend", {"description": "a\x00b"}),
+        ("grant", {"description": "a\x00b"}),
+        ("spend", {"description": "lone \ud800"}),
+        ("grant", {"description": "lone \udfff"}),
+        ("grant", {"idempotency_key": "k\ud800"}),
+        ("hold", {"idempotency_key": "k\x00"}),
+        ("hold", {"user_id": "u\udc00"}),
+        ("spend", {"user_id": "u\x00"}),
+        ("grant", {"expires_at": datetime(9999, 1, 1, tzinfo=UTC)}),
+        ("grant", {"expires_at": datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)}),
+        # Aware, in range as written, out of range in UTC.
+        (
+            "grant",
+            {"expires_at": datetime(9999, 12, 31, 23, tzinfo=timezone(-timedelta(hours=14)))},
+        ),
+        ("grant", {"amount": 10**15 + 1}),
+        ("grant", {"amount": 2**63}),
+        ("spend", {"amount": 2**63 - 1}),
+        ("hold", {"amount": 2**64}),
     ],
 )
 async def test_bad_input_is_refused_and_writes_nothing(
@@ -247,6 +267,38 @@ async def test_bad_input_is_refused_and_writes_nothing(
     with pytest.raises(InvalidRequest):
         await method(args.pop("user_id"), args.pop("amount"), **args)
     assert await storage.audit(user) is None  # not even opened
+
+
+async def test_bad_input_is_a_value_error_with_a_code(ledger: CreditLedger, user: str) -> None:
+    with pytest.raises(ValueError, match="surrogates") as info:
+        await ledger.grant(user, 1, idempotency_key="k", description="\ud800")
+    assert isinstance(info.value, InvalidRequest)
+    assert info.value.code == "invalid_request"
+
+
+async def test_the_latest_expiry_allowed_is_stored_and_read_back(
+    bare: CreditLedger, user: str
+) -> None:
+    last = datetime(9998, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+    grant = await bare.grant(user, 3, idempotency_key="g", expires_at=last)
+    assert grant.expires_at == last
+    balance = await bare.balance(user)
+    assert balance.available == 3
+    await bare.hold(user, 2, idempotency_key="h")
+    assert [e.amount for e in (await bare.history(user)).entries] == [3]
+    await bare.verify(user)
+
+
+async def test_an_account_holds_at_most_max_amount(bare: CreditLedger, user: str) -> None:
+    await bare.grant(user, 10**15 - 5, idempotency_key="big")
+    hold = await bare.hold(user, 10, idempotency_key="h")  # held credits count too
+    with pytest.raises(InvalidRequest, match="more than"):
+        await bare.grant(user, 6, idempotency_key="over")
+    await bare.grant(user, 5, idempotency_key="to the limit")
+    await bare.capture(hold.id, 4)
+    assert (await bare.balance(user)).available == 10**15 - 4
+    await bare.grant(user, 4, idempotency_key="room again")
+    await bare.verify(user)
 
 
 async def test_max_length_ids_are_fine(bare: CreditLedger) -> None:

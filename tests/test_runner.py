@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from prpm_playground import CreditLedger, CreditPolicy, SQLAlchemyStorage
 from prpm_playground.catalog import ModelCatalog, ModelInfo
@@ -491,6 +492,19 @@ async def test_bad_requests_are_refused_before_anything_is_held(
         await h.runner.run(user, request(**fields))
     assert h.provider.requests == []
     assert await h.holds(user) == []
+
+
+@pytest.mark.parametrize("field", ["input", "package_id", "run_id", "session_id", "model"])
+@pytest.mark.parametrize("bad", ["a\x00b", "lone \ud800", "\udfff"])
+def test_text_no_database_can_store_is_refused_by_the_request_models(field: str, bad: str) -> None:
+    # Library callers build requests in Python, where such strings are valid.
+    fields: dict[str, Any] = {"package_id": "reviewer", "input": "hi", field: bad}
+    with pytest.raises(ValidationError) as info:
+        RunRequest(**fields)
+    assert [e["loc"] for e in info.value.errors()] == [(field,)]
+    with pytest.raises(ValidationError) as info:
+        CompareRequest(input="hi", variants=[{"package_id": bad}, {"no_prompt": True}])
+    assert [e["loc"] for e in info.value.errors()] == [("variants", 0, "package_id")]
 
 
 async def test_a_run_without_a_prompt_sends_no_system_prompt(make: Any, user: str) -> None:

@@ -536,6 +536,10 @@ async def test_feedback_validation(
         await sessions.feedback(user, session_id, 0, helpful=True, comment="x" * 1001)
     with pytest.raises(InvalidRequest):
         await sessions.feedback(user, session_id, 0, helpful=True, comment="a\x00b")
+    with pytest.raises(InvalidRequest, match="surrogates"):
+        await sessions.feedback(user, session_id, 0, helpful=True, comment="a\udc00b")
+    with pytest.raises(InvalidRequest, match="surrogates"):
+        await sessions.get(user, "ses_\ud800")
     with pytest.raises(InvalidRequest):
         await sessions.feedback(user, session_id, -1, helpful=True)
     with pytest.raises(InvalidRequest):

@@ -9,6 +9,14 @@ from .errors import InvalidRequest
 
 Clock = Callable[[], datetime]
 
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+"""Every instant the library takes is before this (exclusive).
+
+Both databases store later ones, but PostgreSQL's driver cannot read the
+last instants of year 9999 back as aware datetimes, and a period or a hold's
+lifetime added to one would overflow Python's ``datetime``.
+"""
+
 
 def utc_now() -> datetime:
     """Return the current time as an aware UTC datetime."""
@@ -25,7 +33,13 @@ def as_utc(value: datetime, *, name: str = "datetime") -> datetime:
         raise InvalidRequest(f"{name} must be a datetime, got {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidRequest(f"{name} must be timezone-aware")
-    return value.astimezone(UTC)
+    try:
+        instant = value.astimezone(UTC)
+    except OverflowError:  # an offset that moves it past year 1 or 9999
+        raise InvalidRequest(f"{name} is out of range") from None
+    if instant >= LATEST:
+        raise InvalidRequest(f"{name} must be before {LATEST.isoformat()}")
+    return instant
 
 
 def read_clock(clock: Clock) -> datetime:

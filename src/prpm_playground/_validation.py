@@ -14,15 +14,37 @@ MAX_DESCRIPTION_LENGTH = 1000
 INT64_MAX = 2**63 - 1
 
 
+def text_problem(value: str) -> str | None:
+    """Why a database could not store ``value``, or None if both can.
+
+    PostgreSQL refuses NUL in text; neither database can encode an unpaired
+    surrogate (which Python strings, and JSON's ``\\ud800`` escapes, allow).
+    Refused on the way in, never when a paid result is saved.
+    """
+    if "\x00" in value:
+        return "must not contain NUL characters"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must not contain unpaired surrogates"
+    return None
+
+
+def check_storable(value: str, name: str) -> str:
+    """``value``, if a database can store it (see ``text_problem``)."""
+    problem = text_problem(value)
+    if problem is not None:
+        raise InvalidRequest(f"{name} {problem}")
+    return value
+
+
 def check_text_id(value: object, name: str) -> str:
     """A user id or idempotency key: a str of 1 to 255 characters."""
     if not isinstance(value, str):
         raise InvalidRequest(f"{name} must be a string, got {type(value).__name__}")
     if not 1 <= len(value) <= MAX_ID_LENGTH:
         raise InvalidRequest(f"{name} must be 1 to {MAX_ID_LENGTH} characters, got {len(value)}")
-    if "\x00" in value:
-        raise InvalidRequest(f"{name} must not contain NUL characters")
-    return value
+    return check_storable(value, name)
 
 
 def check_int(value: object, name: str, *, minimum: int, maximum: int | None = None) -> int:
@@ -53,7 +75,7 @@ def check_description(value: object) -> str | None:
         raise InvalidRequest("description must be a string or None")
     if len(value) > MAX_DESCRIPTION_LENGTH:
         raise InvalidRequest(f"description must be at most {MAX_DESCRIPTION_LENGTH} characters")
-    return value
+    return check_storable(value, "description")
 
 
 def fingerprint(operation: str, **arguments: Any) -> str:

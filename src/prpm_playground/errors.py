@@ -50,8 +50,11 @@ class PlaygroundError(Exception):
         return {"error": self.code, "message": self.message, **self.details()}
 
 
-class InvalidRequest(PlaygroundError):
-    """The arguments are malformed or out of range; nothing was written."""
+class InvalidRequest(PlaygroundError, ValueError):
+    """The arguments are malformed or out of range; nothing was written.
+
+    Also a ``ValueError``, as a bad argument is in plain Python.
+    """
 
     code: ClassVar[str] = "invalid_request"
 

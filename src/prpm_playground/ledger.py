@@ -15,6 +15,7 @@ from ._book import Book
 from ._clock import Clock, as_utc, read_clock, utc_now
 from ._validation import (
     INT64_MAX,
+    MAX_AMOUNT,
     check_amount,
     check_description,
     check_int,
@@ -143,7 +144,8 @@ class CreditLedger:
             description: Shown in history.
 
         Raises:
-            InvalidRequest: Bad arguments, or ``expires_at`` not in the future.
+            InvalidRequest: Bad arguments, ``expires_at`` not in the future,
+                or a total past ``MAX_AMOUNT`` (10**15) credits on the account.
             IdempotencyConflict: The key was used with other arguments.
         """
         check_text_id(user_id, "user_id")
@@ -172,6 +174,13 @@ class CreditLedger:
                 return _grant_model(book.grants.get(record.id, record))
             if expiry is not None and expiry <= book.now:
                 raise InvalidRequest("expires_at must be in the future")
+            total = book.available() + book.held()
+            if total + amount > MAX_AMOUNT:
+                # Far inside the 64-bit columns, so every sum over an
+                # account (balance_after, SUMs in SQL) stays exact.
+                raise InvalidRequest(
+                    f"the account would hold more than {MAX_AMOUNT} credits ({total} + {amount})"
+                )
             record = book.add_grant(
                 kind,
                 amount,

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from ._validation import text_problem
 from .config import GrantKind
 
 __all__ = [
@@ -79,22 +80,22 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-def _no_nul(value: str) -> str:
-    # PostgreSQL cannot store NUL in text: refused on the way in, not when a
-    # paid run's result is saved.
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
+def _storable(value: str) -> str:
+    # Refused on the way in, not when a paid run's result is saved.
+    problem = text_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value
 
 
-_NoNul = AfterValidator(_no_nul)
-_Cursor = Annotated[str, Field(min_length=1, max_length=512), _NoNul]
-_Version = Annotated[str, Field(min_length=1, max_length=64), _NoNul]
-_ModelName = Annotated[str, Field(min_length=1, max_length=128), _NoNul]
-_Key = Annotated[str, Field(min_length=1, max_length=200), _NoNul]
+_Storable = AfterValidator(_storable)
+_Cursor = Annotated[str, Field(min_length=1, max_length=512), _Storable]
+_Version = Annotated[str, Field(min_length=1, max_length=64), _Storable]
+_ModelName = Annotated[str, Field(min_length=1, max_length=128), _Storable]
+_Key = Annotated[str, Field(min_length=1, max_length=200), _Storable]
 # Variant i of a comparison runs as "{compare_id}:{i}", itself a _Key.
-_CompareKey = Annotated[str, Field(min_length=1, max_length=198), _NoNul]
-_Input = Annotated[str, Field(min_length=1), _NoNul]
+_CompareKey = Annotated[str, Field(min_length=1, max_length=198), _Storable]
+_Input = Annotated[str, Field(min_length=1), _Storable]
 
 
 class Draw(_Model):
@@ -252,7 +253,7 @@ class HistoryQuery(_Model):
 
 # -- runs -----------------------------------------------------------------------------
 
-_Id = Annotated[str, Field(min_length=1, max_length=255), _NoNul]
+_Id = Annotated[str, Field(min_length=1, max_length=255), _Storable]
 
 
 class Usage(_Model):
@@ -726,7 +727,7 @@ class FeedbackRequest(_Model):
 
     exchange_index: int = Field(ge=0)
     helpful: bool
-    comment: Annotated[str, Field(max_length=1000), _NoNul] | None = None
+    comment: Annotated[str, Field(max_length=1000), _Storable] | None = None
 
 
 class Feedback(_Model):

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 from ._clock import Clock, read_clock, utc_now
 from ._ids import new_id
-from ._validation import check_int, check_text_id
+from ._validation import check_int, check_storable, check_text_id
 from .errors import InvalidRequest, NotFound
 from .models import (
     Feedback,
@@ -354,9 +354,7 @@ def _check_comment(comment: object) -> str | None:
         raise InvalidRequest("comment must be a string or None")
     if len(comment) > MAX_COMMENT_LENGTH:
         raise InvalidRequest(f"comment must be at most {MAX_COMMENT_LENGTH} characters")
-    if "\x00" in comment:
-        raise InvalidRequest("comment must not contain NUL characters")
-    return comment
+    return check_storable(comment, "comment")
 
 
 def _encode_cursor(updated_at: datetime, session_id: str) -> str:

@@ -4,6 +4,7 @@ with its body, and nothing written when a request is refused."""
 from __future__ import annotations
 
 import base64
+import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -228,17 +229,28 @@ COMPARE = {"input": "Review this", "variants": [{"package_id": "reviewer"}, COMP
         ),
     ],
 )
-async def test_text_with_nul_characters_is_refused_before_anything_is_held(
-    web: Web, user: str, path: str, body: dict[str, Any], loc: list[Any]
+@pytest.mark.parametrize(
+    ("escape", "named"), [("\\u0000", "NUL"), ("\\ud800", "surrogates"), ("\\udfff", "surrogates")]
+)
+async def test_text_a_database_cannot_store_is_refused_before_anything_is_held(
+    web: Web, user: str, path: str, body: dict[str, Any], loc: list[Any], escape: str, named: str
 ) -> None:
-    # PostgreSQL cannot store NUL: found in a run's input only when its paid
-    # result was saved, it would have been a 500 after the charge.
+    # PostgreSQL cannot store NUL, and neither database a lone surrogate
+    # (valid as a JSON escape): found in a run's input only when its paid
+    # result was saved, either would have been a 500 after the charge.
     await web.fund(user, 100)
-    response = await web.client.post(path, json=body, headers=as_user(user))
+    content = json.dumps(body).replace("\\u0000", escape)
+    response = await web.client.post(
+        path, content=content, headers={**as_user(user), "Content-Type": "application/json"}
+    )
     assert response.status_code == 422
     [problem] = response.json()["errors"]
-    assert problem["loc"] == loc
-    assert "NUL" in problem["msg"]
+    if named == "NUL":
+        assert problem["loc"] == loc
+        assert named in problem["msg"]
+    else:
+        # The JSON parser itself refuses a lone surrogate escape.
+        assert problem["loc"] == ["body"]
     assert web.provider.requests == []
     assert await web.holds(user) == []
 
@@ -253,6 +265,11 @@ async def test_text_with_nul_characters_is_refused_before_anything_is_held(
         ("POST", "/shared/a%00b/fork"),
         ("GET", "/sessions?cursor=a%00b"),
         ("GET", "/credits/history?cursor=a%00b"),
+        # A surrogate encoded as UTF-8 would be: not valid UTF-8.
+        ("GET", "/sessions/a%ED%A0%80b"),
+        ("POST", "/sessions/a%ED%A0%80b/share"),
+        ("GET", "/shared/a%ED%A0%80b"),
+        ("GET", "/sessions?cursor=a%ED%A0%80b"),
     ],
 )
 async def test_nul_characters_in_paths_and_queries_are_refused(
