@@ -70,6 +70,7 @@ EXPECTED_CODES = {
     "ModelOverloaded": "model_overloaded",
     "ProviderMisconfigured": "provider_misconfigured",
     "PackageSourceUnavailable": "package_source_unavailable",
+    "StorageUnavailable": "storage_unavailable",
 }
 
 

@@ -18,6 +18,7 @@ from prpm_playground import (
     SQLAlchemyStorage,
 )
 from prpm_playground._book import Book
+from prpm_playground.errors import StorageUnavailable
 from prpm_playground.periods import period_start
 from prpm_playground.storage.sql.due import SQLDueBatch
 from prpm_playground.testing import ManualClock
@@ -313,7 +314,7 @@ async def test_a_run_that_dies_half_way_loses_nothing(
         await real(self, changes)  # type: ignore[arg-type]
 
     monkeypatch.setattr(SQLDueBatch, "apply", dies_on_the_third_batch)
-    with pytest.raises(ConnectionError):
+    with pytest.raises(StorageUnavailable):  # a passing failure: the caller may retry
         await job.run(batch_size=3)
     left = await own.count_due(sub_clock.now)
     assert 0 < left < len(users)  # some batches committed whole, the rest stayed due

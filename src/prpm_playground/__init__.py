@@ -22,6 +22,7 @@ from .errors import (
     RateLimited,
     RunInProgress,
     SchemaMismatch,
+    StorageUnavailable,
 )
 from .estimator import Estimator
 from .ledger import CreditLedger
@@ -153,6 +154,7 @@ __all__ = [
     "ShareLink",
     "SharedExchange",
     "SharedSession",
+    "StorageUnavailable",
     "TieredPricing",
     "TokenPricing",
     "Usage",

@@ -24,6 +24,7 @@ __all__ = [
     "RateLimited",
     "RunInProgress",
     "SchemaMismatch",
+    "StorageUnavailable",
 ]
 
 
@@ -174,6 +175,27 @@ class RateLimited(PlaygroundError):
 
     def details(self) -> dict[str, Any]:
         return {} if self.retry_after is None else {"retry_after": self.retry_after}
+
+
+class StorageUnavailable(PlaygroundError):
+    """The database is busy, restarting or unreachable; nothing was written.
+
+    Raised after a bounded wait (a SQLite file locked by another process, a
+    PostgreSQL connection killed or refused). Retrying later is safe: every
+    write is idempotent and the failed one was rolled back.
+
+    Attributes:
+        retry_after: Seconds to wait before trying again.
+    """
+
+    code: ClassVar[str] = "storage_unavailable"
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def details(self) -> dict[str, Any]:
+        return {"retry_after": self.retry_after}
 
 
 class ModelUnavailable(PlaygroundError):

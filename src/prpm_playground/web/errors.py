@@ -22,7 +22,9 @@ Every error answer is ``{"error": code, "message": text, …details}``:
   failed or refused our credentials; nothing was charged beyond output produced.
 - 503 ``model_overloaded``, ``package_source_unavailable``,
   ``schema_mismatch``: try again later (``schema_mismatch``: an operator
-  must migrate).
+  must migrate). 503 ``storage_unavailable``: the database is locked,
+  restarting or unreachable; with ``Retry-After`` and ``retry_after``;
+  nothing was written.
 - 500 ``internal_error``: anything else; nothing is revealed, the error is logged.
 
 Errors that only an operator can fix (``provider_misconfigured``,
@@ -52,6 +54,7 @@ from ..errors import (
     ProviderMisconfigured,
     RateLimited,
     SchemaMismatch,
+    StorageUnavailable,
 )
 from ..models import RunError
 
@@ -202,6 +205,7 @@ _STATUS: Mapping[type[PlaygroundError], int] = {
     ProviderMisconfigured: 502,
     PackageSourceUnavailable: 503,
     SchemaMismatch: 503,
+    StorageUnavailable: 503,
 }
 
 _OPERATOR_MESSAGES: Mapping[str, str] = {
@@ -264,7 +268,7 @@ def public_event(event: E, *, purchase_url: str | None = None) -> E:
     return event
 
 
-def retry_after_seconds(exc: RateLimited) -> int:
+def retry_after_seconds(exc: RateLimited | StorageUnavailable) -> int:
     """Whole seconds for ``Retry-After``: rounded up, at least 1."""
     if exc.retry_after is None:
         return DEFAULT_RETRY_AFTER
@@ -281,7 +285,7 @@ def error_response(
     status = status_for(exc)
     body = error_body(exc, purchase_url=purchase_url)
     extra = {"Cache-Control": "no-store", **(headers or {})}
-    if isinstance(exc, RateLimited):
+    if isinstance(exc, RateLimited | StorageUnavailable):
         seconds = retry_after_seconds(exc)
         extra["Retry-After"] = str(seconds)
         body["retry_after"] = seconds

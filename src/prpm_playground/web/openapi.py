@@ -40,7 +40,9 @@ _ERROR_DESCRIPTIONS = {
     500: "Internal error (`internal_error`).",
     502: "The model provider failed (`model_unavailable`, `provider_misconfigured`); "
     "nothing was charged beyond output produced.",
-    503: "Try again later (`model_overloaded`, `package_source_unavailable`, `schema_mismatch`).",
+    503: "Try again later (`model_overloaded`, `package_source_unavailable`, `schema_mismatch`; "
+    "`storage_unavailable` with `Retry-After`: the database is busy or unreachable, "
+    "nothing was written).",
 }
 
 
@@ -195,7 +197,7 @@ def _error(status: int, schemas: _Schemas) -> dict[str, Any]:
         "description": _ERROR_DESCRIPTIONS.get(status, "Error."),
         "content": {"application/json": {"schema": schemas.ref(ErrorBody, "serialization")}},
     }
-    if status == 429:
+    if status in (429, 503):
         answer["headers"] = {
             "Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}
         }
@@ -204,6 +206,8 @@ def _error(status: int, schemas: _Schemas) -> dict[str, Any]:
 
 def _error_statuses(route: Endpoint) -> list[int]:
     statuses = set(route.errors) | {500}
+    if route.storage:
+        statuses.add(503)
     if route.auth:
         statuses.add(401)
     if route.body is not None:

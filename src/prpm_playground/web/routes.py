@@ -138,7 +138,9 @@ class Endpoint:
         file_media_type: The media type of a file answer (instead of JSON), or None.
         errors: Error statuses the handler may answer with, beyond those every
             route has (401 with ``auth``; 413, 415, 422 with a body; 422 with a
-            query; 500).
+            query; 503 with ``storage``; 500).
+        storage: Whether the handler reads or writes the database (so may
+            answer ``503 storage_unavailable``).
         headers: Extra headers on every answer, errors included.
         description: Longer text for the OpenAPI document.
     """
@@ -156,6 +158,7 @@ class Endpoint:
     events: Any = None
     file_media_type: str | None = None
     errors: tuple[int, ...] = ()
+    storage: bool = True
     headers: Mapping[str, str] | None = None
     description: str = ""
 
@@ -365,6 +368,7 @@ ROUTES: tuple[Endpoint, ...] = (
         "The models runs may use, with their prices in USD and in credits.",
         ModelPrices,
         auth=False,
+        storage=False,
     ),
     Endpoint(
         "POST",

@@ -4,6 +4,13 @@ SQLite: WAL, a busy timeout, and ``BEGIN IMMEDIATE`` for write transactions
 so writers queue for the lock instead of failing mid-transaction; inside one
 process writers also queue on an asyncio lock, which is cheaper than SQLite's
 busy polling. PostgreSQL: ordinary transactions; writers lock the account row.
+
+Either way a transaction waits a bounded time: ``busy_timeout`` seconds for
+this process's other writers, then as long again for another process's lock
+(SQLite) or for a connection (PostgreSQL). A database that stays locked,
+restarts or cannot be reached ends the transaction with ``StorageUnavailable``
+(see ``faults``); a pooled connection that the server closed is replaced
+when it is checked out, at no cost to the others.
 """
 
 from __future__ import annotations
@@ -17,22 +24,28 @@ from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, PoolResetState, StaticPool
 
 from ..._loops import LoopLock
-from ...errors import InvalidRequest
+from ...errors import InvalidRequest, StorageUnavailable
+from .faults import raise_if_transient
 from .lite import LiteTransaction, Work, check_driver, lite_transaction
 
 DEFAULT_URL = "sqlite+aiosqlite:///./prpm_playground.db"
-BUSY_TIMEOUT_S = 30.0
+BUSY_TIMEOUT_S = 5.0
 _CONFIGURED = "_prpm_playground_configured"
 T = TypeVar("T")
 
 
-def create_engine(url: str) -> AsyncEngine:
-    """Create an async engine for ``url`` with the settings this library relies on."""
+def create_engine(url: str, *, busy_timeout: float = BUSY_TIMEOUT_S) -> AsyncEngine:
+    """Create an async engine for ``url`` with the settings this library relies on.
+
+    ``busy_timeout`` bounds, in seconds, SQLite's wait for another process's
+    lock and PostgreSQL's wait for a new connection.
+    """
     try:
         parsed = make_url(url)
     except Exception as exc:
@@ -45,7 +58,7 @@ def create_engine(url: str) -> AsyncEngine:
         # thread per transaction; ``_reset_if_open`` rolls back only a
         # connection that comes back inside a transaction.
         kwargs: dict[str, Any] = {
-            "connect_args": {"timeout": BUSY_TIMEOUT_S},
+            "connect_args": {"timeout": busy_timeout},
             "pool_reset_on_return": None,
         }
         # Named, not left to the default: SQLAlchemy before 2.1 gave file
@@ -63,10 +76,12 @@ def create_engine(url: str) -> AsyncEngine:
         # No pool_pre_ping: it costs three round trips per checkout. Stale
         # connections are recycled instead, and a dropped one fails its
         # transaction, which rolls back whole.
-        engine = create_async_engine(parsed, pool_recycle=1800)
+        engine = create_async_engine(
+            parsed, pool_recycle=1800, connect_args={"timeout": busy_timeout}
+        )
     else:
         raise InvalidRequest(f"unsupported database {backend!r}: use SQLite or PostgreSQL")
-    configure(engine)
+    configure(engine, busy_timeout=busy_timeout)
     return engine
 
 
@@ -86,9 +101,21 @@ def is_memory(database: str | None) -> bool:
     return not database or database == ":memory:" or "mode=memory" in database
 
 
-def configure(engine: AsyncEngine) -> None:
-    """Install per-connection SQLite settings; harmless to call twice."""
-    if engine.dialect.name != "sqlite" or getattr(engine.sync_engine, _CONFIGURED, False):
+def configure(engine: AsyncEngine, *, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
+    """Install the per-connection settings and checks; harmless to call twice.
+
+    SQLite: WAL and the busy timeout on every new connection. PostgreSQL: a
+    pooled connection the server has closed (a restart, a failover, a killed
+    backend) is dropped when it is checked out, and the pool hands out
+    another; asyncpg knows it is closed, so this costs no round trip.
+    """
+    if getattr(engine.sync_engine, _CONFIGURED, False):
+        return
+    setattr(engine.sync_engine, _CONFIGURED, True)
+    if engine.dialect.name == "postgresql":
+        event.listen(engine.sync_engine, "checkout", _refuse_closed)
+        return
+    if engine.dialect.name != "sqlite":
         return
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -98,12 +125,16 @@ def configure(engine: AsyncEngine) -> None:
             if not is_memory(engine.url.database):
                 cursor.execute("PRAGMA journal_mode=WAL")
                 cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
             cursor.execute("PRAGMA foreign_keys=ON")
         finally:
             cursor.close()
 
-    setattr(engine.sync_engine, _CONFIGURED, True)
+
+def _refuse_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    # The pool then invalidates this connection and checks out another.
+    if dbapi_connection.driver_connection.is_closed():
+        raise sa_exc.DisconnectionError("the server closed this pooled connection")
 
 
 class HeldWriter:
@@ -232,6 +263,30 @@ class Joint:
             raise
 
 
+class _Bounded:
+    """Hold ``lock``, waiting at most ``timeout`` seconds for it."""
+
+    __slots__ = ("_lock", "_timeout")
+
+    def __init__(self, lock: asyncio.Lock, timeout: float) -> None:
+        self._lock = lock
+        self._timeout = timeout
+
+    async def __aenter__(self) -> None:
+        # Always under the timeout: an unlocked lock may still have waiters ahead.
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._lock.acquire()
+        except TimeoutError:
+            raise StorageUnavailable(
+                f"the database is busy: no write slot within {self._timeout:g} s; "
+                "nothing was written, try again shortly"
+            ) from None
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
 def _unit_left_writes() -> RuntimeError:
     return RuntimeError("a unit failed after its writes were sent")
 
@@ -240,10 +295,17 @@ _JOINT: ContextVar[Joint | None] = ContextVar("prpm_playground_joint", default=N
 
 
 class Transactions:
-    """Opens transactions with the dialect's locking rules."""
+    """Opens transactions with the dialect's locking rules.
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    A transaction that fails because the database is locked, restarting or
+    unreachable raises ``StorageUnavailable`` (rolled back, nothing written);
+    a write waits at most ``busy_timeout`` seconds for this process's other
+    writers before that.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
         self.engine = engine
+        self.busy_timeout = busy_timeout
         self.dialect = engine.dialect.name
         self._memory = self.dialect == "sqlite" and is_memory(engine.url.database)
         self._writer = LoopLock() if self.dialect == "sqlite" else None
@@ -257,8 +319,12 @@ class Transactions:
     @asynccontextmanager
     async def begin(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
         """A transaction that commits on success and rolls back on error."""
-        async with self._queue(write), self._begin(write=write) as conn:
-            yield conn
+        try:
+            async with self._queue(write), self._begin(write=write) as conn:
+                yield conn
+        except Exception as exc:
+            raise_if_transient(exc)
+            raise
 
     @asynccontextmanager
     async def lite(self, *, write: bool) -> AsyncIterator[LiteTransaction]:
@@ -314,16 +380,20 @@ class Transactions:
 
     @asynccontextmanager
     async def _open_lite(self, *, write: bool) -> AsyncIterator[LiteTransaction]:
-        async with self._queue(write):
-            driver = await self._held.driver() if write and self._held is not None else None
-            if driver is not None:
-                async with lite_transaction(driver, write=write) as tx:
-                    yield tx
-                return
-            async with self.engine.connect() as conn:
-                raw = await conn.get_raw_connection()
-                async with lite_transaction(raw.driver_connection, write=write) as tx:
-                    yield tx
+        try:
+            async with self._queue(write):
+                driver = await self._held.driver() if write and self._held is not None else None
+                if driver is not None:
+                    async with lite_transaction(driver, write=write) as tx:
+                        yield tx
+                    return
+                async with self.engine.connect() as conn:
+                    raw = await conn.get_raw_connection()
+                    async with lite_transaction(raw.driver_connection, write=write) as tx:
+                        yield tx
+        except Exception as exc:
+            raise_if_transient(exc)
+            raise
 
     def _queue(self, write: bool) -> AbstractAsyncContextManager[object]:
         """The in-process writer lock where SQLite needs it, else nothing."""
@@ -331,7 +401,7 @@ class Transactions:
             if self.joint() is not None:
                 # The lock is this task's own, held by ``together``: waiting would never end.
                 raise RuntimeError("only lite writes can run inside Transactions.together()")
-            return self._writer.get()
+            return _Bounded(self._writer.get(), self.busy_timeout)
         return nullcontext()
 
     @asynccontextmanager

@@ -22,11 +22,11 @@ before touching the table, so a spend never reads the holds table.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     ARRAY,
@@ -46,12 +46,15 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.util import greenlet_spawn
 
 from ..base import AccountRow, Changes
+from .faults import raise_if_transient, transient_reason
 from .records import account_row, entry_row, grant_row, hold_row, key_rows
 from .tables import Tables, UTCDateTime
 
 # Each kind of change is one data-modifying CTE. Only table names are
 # interpolated, and they come from a prefix that SQLAlchemyStorage validated
 # against ^[a-z][a-z0-9_]*$.
+T = TypeVar("T")
+
 _GRANT = (
     ("id", "varchar"),
     ("kind", "varchar"),
@@ -360,35 +363,75 @@ class PostgresExecutor:
 
 
 @asynccontextmanager
-async def driver_transaction(engine: AsyncEngine, *, write: bool) -> AsyncIterator[Any]:
+async def driver_transaction(
+    engine: AsyncEngine, *, write: bool, first: Callable[[Any], Awaitable[T]]
+) -> AsyncIterator[T]:
     """A pooled connection's asyncpg driver, in a READ COMMITTED transaction for writes.
 
+    ``first(driver)`` runs the unit's first statements (for the ledger, the
+    account's lock and read) and its result is what the context yields.
+
     READ COMMITTED whatever the engine's default: the locking read relies on
-    each statement taking a fresh snapshot. After an error or cancellation, a
-    connection that is closed or still in a transaction is invalidated, so
-    the pool never hands it out again.
+    each statement taking a fresh snapshot. After a failure that may have left
+    the connection unusable (it closed, it is still inside a transaction, a
+    statement was cut short), it is invalidated so the pool never hands it
+    out again; read units included. A connection the server closed before
+    anything of the unit was done (a restart or a killed backend, not yet
+    noticed by the driver when it was checked out) is replaced once; any
+    other passing failure is raised as ``StorageUnavailable``.
     """
-    # The pool's raw connection: the unit needs nothing of SQLAlchemy's
-    # Connection, and skipping it saves a good share of the per-call cost.
-    pooled = await engine.raw_connection()
-    try:
-        driver: Any = pooled.driver_connection
-        if not write:
-            # A read unit's answer rests on one statement (the lock-free
-            # call), consistent on its own; anything needing a second one
-            # also has changes to record, and the ledger redoes it as a
-            # locked write. So no BEGIN and COMMIT round trips.
-            yield driver
-            return
+    for attempt in (1, 2):
         try:
-            async with driver.transaction(isolation="read_committed"):
-                yield driver
-        except BaseException:
-            # Cancelled mid-statement, the rollback may not have completed:
-            # a connection still inside a transaction (holding the account's
-            # lock) must never go back to the pool, which cannot see it.
-            if driver.is_closed() or driver.is_in_transaction():
-                await greenlet_spawn(pooled.invalidate)
+            # The pool's raw connection: the unit needs nothing of SQLAlchemy's
+            # Connection, and skipping it saves a good share of the per-call cost.
+            pooled = await engine.raw_connection()
+        except Exception as exc:
+            raise_if_transient(exc)
             raise
-    finally:
-        await greenlet_spawn(pooled.close)
+        opened = False
+        try:
+            driver: Any = pooled.driver_connection
+            if not write:
+                # A read unit's answer rests on one statement (the lock-free
+                # call), consistent on its own; anything needing a second one
+                # also has changes to record, and the ledger redoes it as a
+                # locked write. So no BEGIN and COMMIT round trips.
+                result = await first(driver)
+                opened = True
+                yield result
+            else:
+                async with driver.transaction(isolation="read_committed"):
+                    result = await first(driver)
+                    opened = True
+                    yield result
+            return
+        except BaseException as exc:
+            if _unusable(driver, exc):
+                await greenlet_spawn(pooled.invalidate)
+            if not isinstance(exc, Exception):
+                raise
+            if not opened and attempt == 1 and transient_reason(exc) is not None:
+                continue  # nothing was done: the same unit on another connection
+            raise_if_transient(exc)
+            raise
+        finally:
+            await greenlet_spawn(pooled.close)
+
+
+def _unusable(driver: Any, exc: BaseException) -> bool:
+    """Whether the connection may not be pooled again after ``exc``.
+
+    Errors of the code using the unit (an account not found, refused
+    credits) and statement errors the server reported (with a SQLSTATE not
+    about the connection) leave it idle and usable. A cancellation (maybe
+    mid-statement), a socket error or another driver error may leave it
+    closed, mid-statement, or inside a transaction that still holds the
+    account's lock, none of which the pool can see.
+    """
+    if driver.is_closed() or driver.is_in_transaction():
+        return True
+    if not isinstance(exc, Exception) or isinstance(exc, OSError):
+        return True
+    if not type(exc).__module__.startswith("asyncpg"):
+        return False
+    return not isinstance(getattr(exc, "sqlstate", None), str) or transient_reason(exc) is not None

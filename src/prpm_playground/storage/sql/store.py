@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -27,7 +27,7 @@ from ..base import (
 )
 from . import migrate as migrations
 from .due import DueStatements, SQLDueBatch
-from .engine import DEFAULT_URL, Transactions, configure, create_engine
+from .engine import BUSY_TIMEOUT_S, DEFAULT_URL, Transactions, configure, create_engine
 from .ledger_store import LedgerStatements, SQLiteExecutor, SQLLedgerUnit, open_unit
 from .limits_store import SQLRateLimits
 from .postgres import PostgresExecutor, PostgresStatements, driver_transaction
@@ -56,9 +56,15 @@ class SQLAlchemyStorage:
             ``postgresql+asyncpg://…``) or an ``AsyncEngine`` the host owns.
             Defaults to ``sqlite+aiosqlite:///./prpm_playground.db``.
         table_prefix: Prefix of every object the library creates.
+        busy_timeout: Seconds a transaction may wait for the database: for
+            this process's other writers, then again for another process's
+            lock on a SQLite file, or for a new PostgreSQL connection. Past
+            that, and whenever the database restarts or cannot be reached,
+            a call raises ``StorageUnavailable`` with nothing written.
 
     Raises:
-        InvalidRequest: An unsupported URL or a malformed prefix.
+        InvalidRequest: An unsupported URL, a malformed prefix, or a
+            ``busy_timeout`` that is not a positive number of seconds.
     """
 
     def __init__(
@@ -66,24 +72,33 @@ class SQLAlchemyStorage:
         url_or_async_engine: str | AsyncEngine | None = None,
         *,
         table_prefix: str = "prpm_",
+        busy_timeout: float = BUSY_TIMEOUT_S,
     ) -> None:
         if not isinstance(table_prefix, str) or not _PREFIX.match(table_prefix):
             raise InvalidRequest(
                 "table_prefix must be 1-30 lower-case letters, digits or '_', "
                 "starting with a letter"
             )
+        if (
+            isinstance(busy_timeout, bool)
+            or not isinstance(busy_timeout, int | float)
+            or not 0 < busy_timeout <= 3600
+        ):
+            raise InvalidRequest("busy_timeout must be a number of seconds, > 0 and <= 3600")
         if isinstance(url_or_async_engine, AsyncEngine):
             self.engine = url_or_async_engine
             self._owns_engine = False
-            configure(self.engine)
+            configure(self.engine, busy_timeout=busy_timeout)
         else:
-            self.engine = create_engine(url_or_async_engine or DEFAULT_URL)
+            self.engine = create_engine(
+                url_or_async_engine or DEFAULT_URL, busy_timeout=busy_timeout
+            )
             self._owns_engine = True
         if self.engine.dialect.name not in ("sqlite", "postgresql"):
             raise InvalidRequest(f"unsupported database {self.engine.dialect.name!r}")
         self.tables: Tables = build_tables(table_prefix)
         self.table_prefix = table_prefix
-        self._tx = Transactions(self.engine)
+        self._tx = Transactions(self.engine, busy_timeout=busy_timeout)
         self._sql = LedgerStatements(self.tables)
         self._pg = (
             PostgresStatements(self.tables, self._sql.function_name)
@@ -164,9 +179,14 @@ class SQLAlchemyStorage:
         await self._check_schema()
         key = idempotency_key
         if self._pg is not None:
-            async with driver_transaction(self.engine, write=write) as driver:
-                pg = PostgresExecutor(driver, self._pg)
-                yield await open_unit(pg, user_id, write=write, key=key, now=utc_now)
+            pg_sql = self._pg
+
+            def first(driver: object) -> Awaitable[SQLLedgerUnit]:
+                executor = PostgresExecutor(driver, pg_sql)
+                return open_unit(executor, user_id, write=write, key=key, now=utc_now)
+
+            async with driver_transaction(self.engine, write=write, first=first) as unit:
+                yield unit
         else:
             async with self._tx.lite(write=write) as tx:
                 lite = SQLiteExecutor(tx, self._sql)
@@ -195,10 +215,11 @@ class SQLAlchemyStorage:
         sql = self._due
         if self._pg is not None:
             # A transaction even for a dry run, so its reads agree with each other.
-            async with driver_transaction(self.engine, write=True) as driver:
-                yield await sql.open(
-                    sql.executor(driver), now, limit=limit, after=after, write=write
-                )
+            def first(driver: object) -> Awaitable[SQLDueBatch]:
+                return sql.open(sql.executor(driver), now, limit=limit, after=after, write=write)
+
+            async with driver_transaction(self.engine, write=True, first=first) as batch:
+                yield batch
         else:
             async with self._tx.begin(write=write) as conn:
                 yield await sql.open(sql.executor(conn), now, limit=limit, after=after, write=write)

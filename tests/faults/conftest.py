@@ -1,0 +1,124 @@
+"""Fixtures for fault injection: storages of their own, whose server connections
+a test can kill (PostgreSQL) or whose file another connection can lock (SQLite).
+
+They make their own databases rather than use the session's ``backend``, so a
+test can ask for one backend without the shared fixtures switching over.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from prpm_playground import SQLAlchemyStorage
+
+from ..conftest import PG_URL, REQUIRE_PG, _pg_reachable
+
+MakeFaulty = Callable[..., Awaitable["Faulty"]]
+
+
+def _asyncpg_dsn() -> str:
+    return make_url(PG_URL).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@dataclass
+class Faulty:
+    """A migrated storage on a fresh database, and the means to break it."""
+
+    storage: SQLAlchemyStorage
+    name: str
+    path: Path | None = None
+
+    async def kill_connections(self) -> int:
+        """Terminate every server connection of this storage (PostgreSQL)."""
+        admin = await asyncpg.connect(_asyncpg_dsn())
+        try:
+            killed = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = $1",
+                self.name,
+            )
+        finally:
+            await admin.close()
+        return int(killed)
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the SQLite file's write lock from another connection, as another process would."""
+        assert self.path is not None
+        other = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            finally:
+                other.execute("ROLLBACK")
+        finally:
+            other.close()
+
+
+@pytest.fixture
+async def sqlite_faulty(tmp_path: Path) -> AsyncIterator[MakeFaulty]:
+    """``await sqlite_faulty(**storage_options)``: a storage on a SQLite file of its own."""
+    made: list[SQLAlchemyStorage] = []
+
+    async def make(**options: Any) -> Faulty:
+        name = f"fault_{secrets.token_hex(4)}"
+        path = tmp_path / f"{name}.db"
+        storage = SQLAlchemyStorage(f"sqlite+aiosqlite:///{path}", **options)
+        made.append(storage)
+        await storage.migrate()
+        return Faulty(storage, name, path)
+
+    yield make
+    for storage in made:
+        await storage.close()
+
+
+@pytest.fixture
+async def pg_faulty() -> AsyncIterator[MakeFaulty]:
+    """``await pg_faulty(**storage_options)``: a storage on a PostgreSQL schema of its own,
+    whose connections carry an application name of their own (so only they are killed)."""
+    problem = await _pg_reachable()
+    if problem:
+        message = f"PostgreSQL at {PG_URL} is not reachable ({problem})"
+        if REQUIRE_PG:
+            pytest.fail(message)
+        pytest.skip(message)
+    made: list[tuple[SQLAlchemyStorage, str]] = []
+
+    async def make(**options: Any) -> Faulty:
+        name = f"prpm_fault_{secrets.token_hex(4)}"
+        admin = await asyncpg.connect(_asyncpg_dsn())
+        try:
+            await admin.execute(f'CREATE SCHEMA "{name}"')
+        finally:
+            await admin.close()
+        engine = create_async_engine(
+            PG_URL,
+            connect_args={"server_settings": {"search_path": name, "application_name": name}},
+        )
+        storage = SQLAlchemyStorage(engine, **options)
+        made.append((storage, name))
+        await storage.migrate()
+        return Faulty(storage, name)
+
+    yield make
+    admin = await asyncpg.connect(_asyncpg_dsn())
+    try:
+        for storage, name in made:
+            await storage.close()
+            await storage.engine.dispose()
+            await admin.execute(f'DROP SCHEMA "{name}" CASCADE')
+    finally:
+        await admin.close()
