@@ -65,6 +65,7 @@ EXPECTED_CODES = {
     "LedgerInvariantError": "ledger_invariant",
     "SchemaMismatch": "schema_mismatch",
     "RunInProgress": "run_in_progress",
+    "RunFailed": "run_failed",
     "RateLimited": "rate_limited",
     "ModelUnavailable": "model_unavailable",
     "ModelOverloaded": "model_overloaded",

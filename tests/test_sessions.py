@@ -557,38 +557,48 @@ async def test_feedback_validation(
 # -- the storage's own rules ------------------------------------------------------------
 
 
-async def test_concurrent_appends_to_one_index_one_wins(
+async def test_concurrent_appends_to_one_session_all_land_in_order(
     storage: SQLAlchemyStorage, user: str
 ) -> None:
+    # Six runs continuing one session at once, each from the same view of it
+    # (count 1): none conflicts, each gets the next index.
     session_id = await seed(storage, user)
     at = T0 + timedelta(minutes=1)
     results = await asyncio.gather(
         *(
             storage.save_exchange(record(session_id, user, at=at, count=1), exchange(1, at=at))
-            for _ in range(2)
-        ),
-        return_exceptions=True,
+            for _ in range(6)
+        )
     )
-    assert sum(r is None for r in results) == 1
-    assert sum(isinstance(r, Conflict) for r in results) == 1
+    assert sorted(results) == [1, 2, 3, 4, 5, 6]
     stored = await storage.get_session(session_id)
     assert stored is not None
-    assert (stored.exchange_count, len(stored.exchanges)) == (2, 2)
+    assert stored.exchange_count == 7
+    assert [e.index for e in stored.exchanges] == list(range(7))
+    assert len({e.run_id for e in stored.exchanges}) == 7
 
 
-async def test_concurrent_starts_of_one_session_one_wins(
+async def test_concurrent_starts_of_one_new_session_all_land(
     storage: SQLAlchemyStorage, user: str
 ) -> None:
     session_id = new_id("ses")
     results = await asyncio.gather(
-        *(storage.save_exchange(record(session_id, user), exchange(0)) for _ in range(3)),
-        return_exceptions=True,
+        *(storage.save_exchange(record(session_id, user), exchange(0)) for _ in range(3))
     )
-    assert sum(r is None for r in results) == 1
-    assert sum(isinstance(r, Conflict) for r in results) == 2
+    assert sorted(results) == [0, 1, 2]
     stored = await storage.get_session(session_id)
     assert stored is not None
-    assert (stored.exchange_count, len(stored.exchanges)) == (1, 1)
+    assert (stored.exchange_count, len(stored.exchanges)) == (3, 3)
+
+
+async def test_a_deleted_session_is_not_brought_back_by_an_append(
+    storage: SQLAlchemyStorage, user: str
+) -> None:
+    session_id = await seed(storage, user)
+    assert await storage.delete_session(session_id)
+    with pytest.raises(NotFound):
+        await storage.save_exchange(record(session_id, user, count=1), exchange(1))
+    assert await storage.get_session(session_id) is None
 
 
 async def test_run_id_unique_per_user(storage: SQLAlchemyStorage, user: str, other: str) -> None:
@@ -599,7 +609,7 @@ async def test_run_id_unique_per_user(storage: SQLAlchemyStorage, user: str, oth
     with pytest.raises(Conflict):
         await storage.save_exchange(record(second, user), exchange(0, run_id="run-1"))
     assert await storage.get_session(second) is None
-    # ... or in the same session, at the next index: refused, count unchanged.
+    # ... or in the same session: refused, count unchanged.
     with pytest.raises(Conflict):
         await storage.save_exchange(record(first, user, count=1), exchange(1, run_id="run-1"))
     stored = await storage.get_session(first)
@@ -617,8 +627,10 @@ async def test_nobody_appends_to_someone_elses_session(
     storage: SQLAlchemyStorage, user: str, other: str
 ) -> None:
     session_id = await seed(storage, user)
-    with pytest.raises(Conflict):
+    with pytest.raises(NotFound):  # continued: not found for anyone but the owner
         await storage.save_exchange(record(session_id, other, count=1), exchange(1))
+    with pytest.raises(Conflict):  # started anew with a taken id
+        await storage.save_exchange(record(session_id, other), exchange(0))
     stored = await storage.get_session(session_id)
     assert stored is not None
     assert (stored.user_id, stored.exchange_count, len(stored.exchanges)) == (user, 1, 1)

@@ -52,12 +52,12 @@ async def test_a_refused_save_keeps_the_charge_and_a_retry_appends(
 ) -> None:
     hold_id = await held(bare, user)
     session_id = new_id("ses")
-    await storage.save_exchange(record(session_id, user), exchange(0))
+    await storage.save_exchange(record(session_id, user), exchange(0, run_id="taken"))
 
     async with storage.together():
         await bare.capture(hold_id, 4)
-        with pytest.raises(Conflict):
-            await storage.save_exchange(record(session_id, user), exchange(0))
+        with pytest.raises(Conflict):  # the run id already saved an exchange
+            await storage.save_exchange(record(session_id, user), exchange(0, run_id="taken"))
         # The block's transaction has ended: this one has its own.
         await storage.save_exchange(record(session_id, user, count=1), exchange(1))
 

@@ -22,6 +22,7 @@ __all__ = [
     "PlaygroundError",
     "ProviderMisconfigured",
     "RateLimited",
+    "RunFailed",
     "RunInProgress",
     "SchemaMismatch",
     "StorageUnavailable",
@@ -158,6 +159,31 @@ class RunInProgress(Conflict):
 
     def details(self) -> dict[str, Any]:
         return {"run_id": self.run_id}
+
+
+class RunFailed(Conflict):
+    """A run with this id failed (the model or the database ended it); it stays failed.
+
+    What it produced before failing, if anything, was charged and is in its
+    session. Retry with a new run id.
+
+    Attributes:
+        run_id: The run.
+        session_id: Its session, if it saved any output.
+    """
+
+    code: ClassVar[str] = "run_failed"
+
+    def __init__(self, run_id: str, *, session_id: str | None = None) -> None:
+        super().__init__(f"run {run_id!r} failed; retry with a new run_id")
+        self.run_id = run_id
+        self.session_id = session_id
+
+    def details(self) -> dict[str, Any]:
+        found = {"run_id": self.run_id}
+        if self.session_id is not None:
+            found["session_id"] = self.session_id
+        return found
 
 
 class RateLimited(PlaygroundError):

@@ -236,11 +236,14 @@ class Playground:
     async def aclose(self) -> None:
         """Release what the playground opened: the storage it built from a URL.
 
-        A storage, engine, provider or package source passed in by the host
+        Settlements still retrying in the background are stopped (and
+        recorded in ``runner.unsettled``). A storage, engine, provider or
+        package source passed in by the host
         is left open: they are the host's to close. ``startup()`` may be
         called again afterwards.
         """
         self._started = False
+        await self.runner.aclose()
         if self._owns_storage:
             await self._storage.close()
 

@@ -6,16 +6,25 @@ Money flow of one run (DESIGN.md §4, rules 5 and 6):
    context window) and prices the worst case; nothing is held yet.
 2. The run holds that worst case under the key ``run:{run_id}``. A user who
    cannot afford it gets ``InsufficientCredits`` before any model call.
-3. The model streams. Settlement starts when the provider's final usage
-   report arrives (or, if the stream ends without one, in a ``finally``),
-   in a task shielded from cancellation: the actual cost (never more than
-   held) is captured and the rest returns at once; a failure before any
-   output releases everything.
-4. The exchange is saved to the session, in the capture's transaction
-   where the storage allows.
+3. The model streams, until the run's deadline at the latest. Settlement
+   starts when the provider's final usage report arrives (or, if the stream
+   ends without one, in a ``finally``), in a task shielded from
+   cancellation: the actual cost (never more than held) is captured and the
+   rest returns at once; a failure before any output releases everything.
+4. The exchange is appended to the session: in the capture's transaction
+   where the storage allows, else saved just before the capture, so a run
+   is never charged without its exchange saved. A session deleted while the
+   run went on stays deleted; the run is still charged.
+5. A settlement that meets a passing storage failure is retried with
+   backoff; if the database stays down, it goes on in the background for
+   ``settle_window``, and a run it finally could not settle is logged and
+   kept in ``unsettled``. The hold outlives the whole window, so it is never
+   swept from under a run that is still settling.
 
 The run id is the idempotency key: a retry with the same id returns the
-first run's result and is never charged again.
+first run's result and is never charged again; a run that failed (before
+any output or during it) answers ``run_failed``, one whose session was
+deleted ``not_found``.
 """
 
 from __future__ import annotations
@@ -23,25 +32,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, aclosing, nullcontext
-from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from ._clock import Clock, read_clock, utc_now
+from ._deadline import DeadlinePassed, StreamDeadline
 from ._ids import new_id
 from ._validation import check_text_id
 from .errors import (
     Conflict,
     InsufficientCredits,
     InvalidRequest,
+    ModelUnavailable,
+    NotFound,
     PlaygroundError,
+    RunFailed,
     RunInProgress,
+    StorageUnavailable,
 )
 from .estimator import Estimator, PreparedRun
 from .ledger import CreditLedger
 from .models import (
+    Balance,
     CompareEvent,
     CompareRequest,
     Comparison,
@@ -67,15 +82,39 @@ from .providers.base import Provider, TextDelta
 from .sessions import _title
 from .storage.base import ExchangeRecord, SessionRecord, SessionStorage, SharedCommit
 
-__all__ = ["PlaygroundRunner"]
+__all__ = ["PlaygroundRunner", "UnsettledRun"]
 
 logger = logging.getLogger(__name__)
 
-# A hold must outlive the model call it pays for, or it would lapse (and its
-# credits return) while the run is still streaming.
+_T = TypeVar("_T")
+
+# A hold must outlive the model call it pays for and the settlement's
+# retries, or it would lapse (and its credits return) while the run is still
+# streaming or settling.
 _HOLD_MARGIN = timedelta(minutes=1)
 _MAX_HOLD_TTL = timedelta(days=7)
-_SAVE_ATTEMPTS = 3
+DEFAULT_SETTLE_WAIT = timedelta(seconds=5)
+DEFAULT_SETTLE_WINDOW = timedelta(minutes=10)
+# Backoff between a settlement's attempts: the first wait, and the longest.
+_FIRST_BACKOFF_S = 0.05
+_MAX_BACKOFF_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class UnsettledRun:
+    """A run whose settlement gave up: what it consumed was never recorded.
+
+    Attributes:
+        user_id: The user.
+        run_id: The run.
+        credits: What it should have been charged (0 for a release).
+        hold_id: Its hold, which lapses on its own and returns its credits.
+    """
+
+    user_id: str
+    run_id: str
+    credits: int
+    hold_id: str
 
 
 @dataclass(slots=True)
@@ -103,6 +142,17 @@ class PlaygroundRunner:
         provider: The model provider.
         sessions: Where conversations are saved.
         clock: Returns the current aware UTC datetime; tests pass their own.
+        settle_wait: How long a settlement that meets a database outage
+            retries before its run answers (``StorageUnavailable``); it then
+            goes on in the background.
+        settle_window: How long it goes on in the background before the run
+            is given up as unsettled (logged, and kept in ``unsettled``).
+            Holds outlive their run's deadline by both, so a hold is never
+            swept from under a run that is still settling.
+
+    Attributes:
+        unsettled: Runs whose settlement gave up, oldest first: the database
+            stayed unavailable for the whole ``settle_window``.
     """
 
     def __init__(
@@ -113,15 +163,35 @@ class PlaygroundRunner:
         sessions: SessionStorage,
         *,
         clock: Clock | None = None,
+        settle_wait: timedelta = DEFAULT_SETTLE_WAIT,
+        settle_window: timedelta = DEFAULT_SETTLE_WINDOW,
     ) -> None:
+        for name, value in (("settle_wait", settle_wait), ("settle_window", settle_window)):
+            if not isinstance(value, timedelta) or not timedelta(0) <= value <= timedelta(days=1):
+                raise InvalidRequest(f"{name} must be a timedelta from 0 to 1 day")
         self.ledger = ledger
         self.estimator = estimator
         self.provider = provider
         self.sessions = sessions
+        self.settle_wait = settle_wait
+        self.settle_window = settle_window
+        self.unsettled: list[UnsettledRun] = []
         self._clock = clock or utc_now
-        # Settlements that outlive a cancelled caller; kept so they are not
-        # garbage-collected half-way.
-        self._settling: set[asyncio.Task[RunResult | None]] = set()
+        # Settlements that outlive a cancelled caller, and those retrying in
+        # the background; kept so they are not garbage-collected half-way.
+        self._settling: set[asyncio.Task[Any]] = set()
+
+    async def aclose(self) -> None:
+        """Stop the settlements still retrying in the background.
+
+        Each one stopped is logged and recorded in ``unsettled``; its hold
+        lapses on its own. Settlements of runs still being answered finish.
+        """
+        background = [task for task in self._settling if task.get_name().startswith("settle-later")]
+        for task in background:
+            task.cancel()
+        if background:
+            await asyncio.wait(background)
 
     async def run(self, user_id: str, request: RunRequest) -> RunResult:
         """Run ``request`` for ``user_id`` and return the result when it is complete.
@@ -288,7 +358,10 @@ class PlaygroundRunner:
         ttl = min(
             max(
                 self.ledger.policy.hold_ttl,
-                timedelta(seconds=prepared.completion.deadline) + _HOLD_MARGIN,
+                timedelta(seconds=prepared.completion.deadline)
+                + _HOLD_MARGIN
+                + self.settle_wait
+                + self.settle_window,
             ),
             _MAX_HOLD_TTL,
         )
@@ -308,16 +381,27 @@ class PlaygroundRunner:
         )
 
     async def _replay(self, user_id: str, run_id: str, hold: Hold) -> RunResult:
+        """The answer to a run id seen before: its result, or why there is none.
+
+        Every run that has ended gets a final answer: its saved result (a
+        run the client stopped included), ``RunFailed`` for one the model or
+        the database ended (with output or without), ``NotFound`` for one
+        whose session was deleted. Only a run still streaming or settling
+        answers ``RunInProgress``.
+        """
+        saved = await self.sessions.exchange_by_run(user_id, run_id)
+        if saved is not None:
+            session, exchange = saved
+            if exchange.stop_reason == "error":
+                raise RunFailed(run_id, session_id=session.id)
+            balance = await self.ledger.balance(user_id)
+            return _result(run_id, session.id, exchange, balance.available, ())
         if hold.status == "active":
             raise RunInProgress(run_id)
-        saved = await self.sessions.exchange_by_run(user_id, run_id)
-        if saved is None:
-            if hold.status == "captured":  # charged, exchange not saved yet
-                raise RunInProgress(run_id)
-            raise Conflict(f"run {run_id!r} ended without a result; retry with a new run_id")
-        session, exchange = saved
-        balance = await self.ledger.balance(user_id)
-        return _result(run_id, session.id, exchange, balance.available, ())
+        if hold.status == "captured":
+            # Charged with no exchange: its session was deleted while it ran.
+            raise NotFound(f"the session of run {run_id!r} was deleted")
+        raise RunFailed(run_id)
 
     async def _release_all(self, started: list[_Run | RunResult]) -> None:
         for one in started:
@@ -341,22 +425,36 @@ class PlaygroundRunner:
                 held=run.hold.amount,
                 estimate=self.estimator.estimate_of(prepared, run.available_before),
             )
-            async with self.provider.stream(prepared.completion) as events:
-                async for event in events:
-                    if isinstance(event, TextDelta):
-                        if event.text:
-                            run.parts.append(event.text)
-                            yield RunDelta(text=event.text)
-                        continue
-                    run.usage, run.final = event.usage, event.final
-                    run.stop_reason = event.stop_reason or run.stop_reason
-                    if run.final and settling is None:
-                        # All the run is charged for is known: settle while
-                        # the provider's stream winds down (sleep(0) lets the
-                        # settlement send its first statement before that).
-                        settling = self._start_settling(run, None, _since(began))
-                        await asyncio.sleep(0)
-                    yield RunUsage(usage=event.usage)
+            # The run's own deadline, whatever the provider does: a stream
+            # that goes on past it is cut there and charged what it delivered.
+            deadline = StreamDeadline(prepared.completion.deadline)
+            try:
+                async with self.provider.stream(prepared.completion) as events:
+                    while True:
+                        try:
+                            event = await deadline.next(events)
+                        except StopAsyncIteration:
+                            break
+                        except DeadlinePassed:
+                            raise ModelUnavailable(
+                                f"the run passed its deadline of {deadline.seconds:g} s"
+                            ) from None
+                        if isinstance(event, TextDelta):
+                            if event.text:
+                                run.parts.append(event.text)
+                                yield RunDelta(text=event.text)
+                            continue
+                        run.usage, run.final = event.usage, event.final
+                        run.stop_reason = event.stop_reason or run.stop_reason
+                        if run.final and settling is None:
+                            # All the run is charged for is known: settle while
+                            # the provider's stream winds down (sleep(0) lets the
+                            # settlement send its first statement before that).
+                            settling = self._start_settling(run, None, _since(began))
+                            await asyncio.sleep(0)
+                        yield RunUsage(usage=event.usage)
+            finally:
+                deadline.close()
         except BaseException as exc:
             if settling is None or not isinstance(exc, Exception):
                 failure = exc
@@ -399,29 +497,59 @@ class PlaygroundRunner:
         if (error and not text) or (failure is not None and not text and run.usage is None):
             # Nothing came back (or nothing is known to have been consumed):
             # the user pays nothing.
-            await self.ledger.release(run.hold.id)
+            await self._persist(run, 0, lambda: self.ledger.release(run.hold.id))
             logger.info("run released in full (%s)", type(failure).__name__)
             return None
         cost = min(self.estimator.credits_for(prepared.model, usage), run.hold.amount)
-        # One commit for the charge and the exchange where the storage can;
-        # a refused save still leaves the charge committed (then retried).
-        async with self._together():
-            _, balance = await self.ledger._capture(
-                run.hold.id, cost, description=_describe(prepared), user_id=prepared.user_id
+        now = read_clock(self._clock)
+        record, exchange = self._records(run, text, usage, cost, duration_ms, stop_reason, now)
+        saved, balance = await self._persist(
+            run, cost, lambda: self._charge_and_save(run, cost, record, exchange)
+        )
+        if saved is None:
+            raise NotFound(
+                f"session {run.session_id!r} was deleted while the run went on; "
+                f"the run was charged {cost} credits for what it produced"
             )
-            exchange = await self._save(run, text, usage, cost, duration_ms, stop_reason)
         if failure is not None:
             return None
         warnings = prepared.package.warnings if prepared.package else ()
-        return _result(run.run_id, run.session_id, exchange, balance.available, warnings)
+        return _result(run.run_id, run.session_id, saved, balance.available, warnings)
 
-    def _together(self) -> AbstractAsyncContextManager[None]:
+    async def _charge_and_save(
+        self, run: _Run, cost: int, record: SessionRecord, exchange: ExchangeRecord
+    ) -> tuple[ExchangeRecord | None, Balance]:
+        """Capture ``cost`` and append the exchange: None for it if the session is gone.
+
+        Both steps are idempotent, so the whole may be tried again. Joined in
+        one commit where the storage can (capture first: a refused save
+        still commits the charge); else the exchange is saved first, so a
+        run is never charged without its exchange (a failure between the
+        two is retried; a run saved but never charged is logged unsettled).
+        """
+
+        async def capture() -> Balance:
+            _, balance = await self.ledger._capture(
+                run.hold.id, cost, description=_describe(run.prepared), user_id=record.user_id
+            )
+            return balance
+
+        async with self._together() as joined:
+            if joined:
+                balance = await capture()
+                saved = await self._save(run, record, exchange)
+            else:
+                saved = await self._save(run, record, exchange)
+                balance = await capture()
+        return saved, balance
+
+    def _together(self) -> AbstractAsyncContextManager[bool]:
         storage: object = self.sessions
         if storage is self.ledger.storage and isinstance(storage, SharedCommit):
             return storage.together()
-        return nullcontext()
+        return nullcontext(False)
 
-    async def _save(
+    def _records(
         self,
         run: _Run,
         text: str,
@@ -429,43 +557,121 @@ class PlaygroundRunner:
         cost: int,
         duration_ms: int,
         stop_reason: str | None,
-    ) -> ExchangeRecord:
+        now: datetime,
+    ) -> tuple[SessionRecord, ExchangeRecord]:
+        """The session to append to (count 0: a new one) and the exchange to append."""
         prepared = run.prepared
-        now = read_clock(self._clock)
         session = prepared.session
-        for _ in range(_SAVE_ATTEMPTS):
-            count = session.exchange_count if session else 0
-            record = SessionRecord(
-                id=run.session_id,
-                user_id=prepared.user_id,
-                package_id=prepared.package_id,
-                package_version=prepared.package_version,
-                no_prompt=prepared.package is None,
-                created_at=session.created_at if session else now,
-                updated_at=now,
-                title=session.title if session else _title(prepared.request.input),
-                exchange_count=count,
-                comparison_id=session.comparison_id if session else run.comparison_id,
-            )
-            exchange = ExchangeRecord(
-                index=count,
-                input=prepared.request.input,
-                response=text,
-                model=prepared.model.id,
-                usage=usage,
-                credits_spent=cost,
-                run_id=run.run_id,
-                created_at=now,
-                duration_ms=duration_ms,
-                stop_reason=stop_reason,
-            )
+        count = session.exchange_count if session else 0
+        record = SessionRecord(
+            id=run.session_id,
+            user_id=prepared.user_id,
+            package_id=prepared.package_id,
+            package_version=prepared.package_version,
+            no_prompt=prepared.package is None,
+            created_at=session.created_at if session else now,
+            updated_at=now,
+            title=session.title if session else _title(prepared.request.input),
+            exchange_count=count,
+            comparison_id=session.comparison_id if session else run.comparison_id,
+        )
+        exchange = ExchangeRecord(
+            index=count,
+            input=prepared.request.input,
+            response=text,
+            model=prepared.model.id,
+            usage=usage,
+            credits_spent=cost,
+            run_id=run.run_id,
+            created_at=now,
+            duration_ms=duration_ms,
+            stop_reason=stop_reason,
+        )
+        return record, exchange
+
+    async def _save(
+        self, run: _Run, record: SessionRecord, exchange: ExchangeRecord
+    ) -> ExchangeRecord | None:
+        """Append the exchange at the session's next index; None if the session was deleted."""
+        try:
+            index = await self.sessions.save_exchange(record, exchange)
+        except NotFound:
+            logger.info("a run's session was deleted while it ran; its exchange is dropped")
+            return None
+        except Conflict:
+            # Saved by an earlier attempt whose answer was lost (the
+            # connection died after the commit): the run id says so.
+            found = await self.sessions.exchange_by_run(record.user_id, run.run_id)
+            if found is None:
+                raise
+            return found[1]
+        return replace(exchange, index=index)
+
+    async def _persist(self, run: _Run, credits: int, step: Callable[[], Awaitable[_T]]) -> _T:
+        """Run a settlement step, retrying while the database is unavailable.
+
+        Retries with backoff for a few seconds; then the run answers
+        ``StorageUnavailable`` and the step goes on in the background (see
+        ``_settle_later``). The hold outlives both, so it is still there to
+        capture or release.
+        """
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.settle_wait.total_seconds()
+        delay = _FIRST_BACKOFF_S
+        while True:
             try:
-                await self.sessions.save_exchange(record, exchange)
-                return exchange
-            except Conflict:
-                # Another run appended to the same session first; append after it.
-                session = await self.sessions.get_session(run.session_id)
-        raise Conflict(f"could not save run {run.run_id!r} to session {run.session_id!r}")
+                return await step()
+            except StorageUnavailable:
+                if loop.time() + delay > give_up:
+                    self._settle_later(run, credits, step)
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _MAX_BACKOFF_S)
+
+    def _settle_later(self, run: _Run, credits: int, step: Callable[[], Awaitable[Any]]) -> None:
+        """Go on with a settlement step in the background until ``settle_window`` ends."""
+        user_id = run.prepared.user_id
+
+        async def retry() -> None:
+            loop = asyncio.get_running_loop()
+            give_up = loop.time() + self.settle_window.total_seconds()
+            delay = _FIRST_BACKOFF_S
+            try:
+                while True:
+                    await asyncio.sleep(delay)
+                    try:
+                        await step()
+                    except StorageUnavailable:
+                        if loop.time() + delay > give_up:
+                            break
+                        delay = min(delay * 2, _MAX_BACKOFF_S)
+                        continue
+                    logger.info("a run's settlement succeeded in the background")
+                    return
+            except asyncio.CancelledError:
+                self._give_up(run, credits, "the runner was closed")
+                raise
+            except Exception as exc:
+                self._give_up(run, credits, f"{type(exc).__name__}")
+                return
+            self._give_up(run, credits, "the database stayed unavailable")
+
+        task = asyncio.get_running_loop().create_task(retry(), name=f"settle-later:{run.run_id}")
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+        logger.warning("settlement of a run for %s deferred: the database is unavailable", user_id)
+
+    def _give_up(self, run: _Run, credits: int, why: str) -> None:
+        gone = UnsettledRun(run.prepared.user_id, run.run_id, credits, run.hold.id)
+        self.unsettled.append(gone)
+        logger.error(
+            "run left unsettled (%s): user=%s run=%s credits=%s hold=%s",
+            why,
+            gone.user_id,
+            gone.run_id,
+            gone.credits,
+            gone.hold_id,
+        )
 
     async def _complete(self, run: _Run) -> RunResult:
         """Run to the end; the result, or the error that ended the run."""

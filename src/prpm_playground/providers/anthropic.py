@@ -23,6 +23,7 @@ import anthropic
 import httpx2 as _http  # the transport of anthropic >= 2
 from anthropic import types as atypes
 
+from .._deadline import DeadlinePassed, StreamDeadline
 from ..errors import (
     InvalidRequest,
     ModelOverloaded,
@@ -311,19 +312,14 @@ class AnthropicProvider:
 class _Deadline:
     """An absolute deadline on the event loop's clock, shared by every step of one call."""
 
-    __slots__ = ("_cancelling", "_fired", "_timer", "_waiting", "at", "seconds")
+    __slots__ = ("_stream",)
 
-    def __init__(self, at: float, seconds: float) -> None:
-        self.at = at
-        self.seconds = seconds
-        self._timer: asyncio.TimerHandle | None = None
-        self._waiting: asyncio.Task[Any] | None = None
-        self._cancelling = 0
-        self._fired = False
+    def __init__(self, stream: StreamDeadline) -> None:
+        self._stream = stream
 
     @classmethod
     def start(cls, seconds: float) -> _Deadline:
-        return cls(asyncio.get_running_loop().time() + seconds, seconds)
+        return cls(StreamDeadline(seconds))
 
     async def run(self, awaitable: Awaitable[_T]) -> _T:
         """Await ``awaitable`` before the deadline, mapping SDK errors to ours.
@@ -332,7 +328,7 @@ class _Deadline:
         stream: a scope must not span the ``yield`` to the consumer, or the
         deadline would cancel the consumer's code instead of ours.
         """
-        scope = asyncio.timeout_at(self.at)
+        scope = asyncio.timeout_at(self._stream.at)
         try:
             async with scope:
                 return await awaitable
@@ -349,52 +345,31 @@ class _Deadline:
     async def next_event(self, sdk_stream: anthropic.AsyncStream[_T]) -> _T:
         """The stream's next event before the deadline, as ``run`` would await it.
 
-        A stream has one timer for all its events instead of a timeout scope
-        per event (which cost more than the rest of the relay): it cancels the
-        task only while the task waits here, never the consumer's code
-        between events, and an expiry in between is noticed at the next call.
+        One timer for all the stream's events (see ``StreamDeadline``).
 
         Raises:
             StopAsyncIteration: The stream ended.
         """
-        loop = asyncio.get_running_loop()
-        if loop.time() >= self.at:
-            raise self._passed()
-        task = asyncio.current_task()
-        assert task is not None  # a coroutine awaited on a running loop
-        if self._timer is None:
-            self._timer = loop.call_at(self.at, self._expire)
-        self._waiting, self._cancelling = task, task.cancelling()
         try:
-            return await sdk_stream.__anext__()
+            return await self._stream.next(sdk_stream)
         except StopAsyncIteration:
             raise
-        except asyncio.CancelledError as exc:
-            # As asyncio.timeout decides it: ours, unless the caller cancelled too.
-            if self._fired and task.uncancel() <= self._cancelling:
-                raise self._passed() from exc
-            raise
+        except DeadlinePassed as exc:
+            raise self._passed() from exc
         except Exception as exc:
             mapped = _mapped(exc)
             if mapped is exc:
                 raise
             raise mapped from exc
-        finally:
-            self._waiting = None
 
     def close(self) -> None:
         """Drop the stream's timer."""
-        if self._timer is not None:
-            self._timer.cancel()
-
-    def _expire(self) -> None:
-        if self._waiting is not None and not self._fired:
-            self._fired = True
-            self._waiting.cancel()
+        self._stream.close()
 
     def _passed(self) -> ModelUnavailable:
-        logger.debug("anthropic call passed its deadline of %s s", self.seconds)
-        return ModelUnavailable(f"the model call passed its deadline of {self.seconds:g} s")
+        seconds = self._stream.seconds
+        logger.debug("anthropic call passed its deadline of %s s", seconds)
+        return ModelUnavailable(f"the model call passed its deadline of {seconds:g} s")
 
 
 def _mapped(exc: Exception) -> Exception:

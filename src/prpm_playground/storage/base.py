@@ -366,13 +366,17 @@ class SessionStorage(Protocol):
         """
         ...
 
-    async def save_exchange(self, session: SessionRecord, exchange: ExchangeRecord) -> None:
-        """Append ``exchange`` to ``session``, creating the session if it is new.
+    async def save_exchange(self, session: SessionRecord, exchange: ExchangeRecord) -> int:
+        """Append ``exchange`` at the session's next index and return that index.
 
-        The session row takes ``session.updated_at`` and a count one higher.
-        Raises ``Conflict`` if ``exchange.index`` is taken (a concurrent
-        append) or the user already has an exchange with ``exchange.run_id``;
-        nothing is written then.
+        A ``session`` with ``exchange_count`` 0 is a new one, created here;
+        any other is continued, and only if it still exists: a session deleted
+        while a run was going stays deleted (``NotFound``). The session row
+        takes ``session.updated_at`` and a count one higher. Concurrent
+        appends to one session never conflict: each gets the next index
+        (``exchange.index`` is not used). Raises ``Conflict`` if the user
+        already has an exchange with ``exchange.run_id`` or a new session's
+        id is another user's; nothing is written then.
         """
         ...
 
@@ -418,14 +422,15 @@ class SharedCommit(Protocol):
     The runner uses it when its ledger and its sessions are one storage object.
     """
 
-    def together(self) -> AbstractAsyncContextManager[None]:
+    def together(self) -> AbstractAsyncContextManager[bool]:
         """A block whose ledger writes and ``save_exchange`` share one commit.
 
         Where the storage supports it, a ``save_exchange`` inside commits the
         ledger writes before it together with it; if the save is refused
-        (``Conflict``), those writes are still committed. If the block raises
-        first, its ledger writes are rolled back. A storage may treat the
-        block as an ordinary sequence of transactions.
+        (``Conflict``, ``NotFound``), those writes are still committed. If the
+        block raises first, its ledger writes are rolled back. A storage may
+        treat the block as an ordinary sequence of transactions. The block
+        gets True when its writes share one commit, False otherwise.
         """
         ...
 

@@ -10,7 +10,9 @@ Every error answer is ``{"error": code, "message": text, …details}``:
 - 404 ``not_found``: unknown objects and other users' objects alike.
 - 405 ``method_not_allowed``: with an ``Allow`` header.
 - 409 ``conflict``, ``idempotency_conflict``, ``run_in_progress``,
-  ``hold_not_active``: the request contradicts the current state.
+  ``run_failed``, ``hold_not_active``: the request contradicts the current
+  state (``run_failed``: a retried run id whose run failed; retry with a new
+  one).
 - 413 ``payload_too_large``: the body is over the limit (``max_bytes``).
 - 415 ``unsupported_media_type``: a body not sent as ``application/json``.
 - 422 ``invalid_request`` with ``errors`` (``[{"loc", "msg", "type"}]``): the

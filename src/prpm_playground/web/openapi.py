@@ -32,7 +32,7 @@ _ERROR_DESCRIPTIONS = {
     "`purchase_url`).",
     404: "Not found, or not the user's (`not_found`).",
     409: "Conflicts with the current state (`conflict`, `idempotency_conflict`, "
-    "`run_in_progress`).",
+    "`run_in_progress`, `run_failed`).",
     413: "The body is too large (`payload_too_large`).",
     415: "The body is not JSON (`unsupported_media_type`).",
     422: "The body or query does not match its schema (`invalid_request`, with `errors`).",

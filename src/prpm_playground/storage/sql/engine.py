@@ -346,25 +346,29 @@ class Transactions:
         return joint if joint is not None and joint.serves(self) else None
 
     @asynccontextmanager
-    async def together(self) -> AsyncIterator[None]:
+    async def together(self) -> AsyncIterator[bool]:
         """On a SQLite file, the block's ``lite`` writes share one transaction.
 
         It saves a transaction's hand-offs, lock and connection per unit
         joined. It commits when the block ends (or at ``Joint.finish``) and
         rolls back everything if the block raises. Writes in the block that
         are not ``lite`` would wait for the lock it holds, so they raise
-        instead. Elsewhere (PostgreSQL, an in-memory database, or nested)
-        it does nothing.
+        instead. Elsewhere (PostgreSQL, an in-memory database) it does
+        nothing. Yields whether the block's writes are joined (nested: the
+        outer block's answer).
         """
-        if self._writer is None or self._memory or self.joint() is not None:
-            yield
+        if self._writer is None or self._memory:
+            yield False
+            return
+        if self.joint() is not None:
+            yield True
             return
         stack = AsyncExitStack()
         tx = await stack.enter_async_context(self._open_lite(write=True))
         joint = Joint(self, tx, stack)
         token = _JOINT.set(joint)
         try:
-            yield
+            yield True
         except BaseException as exc:
             _JOINT.reset(token)
             await joint.end(exc)

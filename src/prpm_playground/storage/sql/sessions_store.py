@@ -16,12 +16,13 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, select, tuple_, update
+from sqlalchemy import Table, bindparam, delete, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql import Executable
 from sqlalchemy.sql.elements import ColumnElement
 
-from ...errors import Conflict, NotFound
+from ...errors import Conflict, NotFound, PlaygroundError
 from ...models import SharedExchange, Usage
 from ..base import ExchangeRecord, FeedbackRecord, SessionRecord, ShareRecord
 from .engine import Transactions
@@ -61,8 +62,23 @@ class SQLSessions:
             },
             # Never append to someone else's session, whatever the caller checked.
             where=s.c.user_id == insert.excluded.user_id,
-        ).returning(s.c.id)
-        self._insert_exchange = tables.exchanges.insert()
+        ).returning(s.c.exchange_count)
+        # Continuing a session: never re-creates one that was deleted meanwhile.
+        self._append_session = (
+            update(s)
+            .where(s.c.id == bindparam("sid"), s.c.user_id == bindparam("uid"))
+            .values(exchange_count=s.c.exchange_count + 1, updated_at=bindparam("at"))
+            .returning(s.c.exchange_count)
+        )
+        # The exchange takes the index the session's count gave it, in the same
+        # transaction: concurrent appends queue on the session row, never collide.
+        x = tables.exchanges
+        self._append_exchange = x.insert().values(
+            idx=select(s.c.exchange_count - 1)
+            .where(s.c.id == bindparam("of_session"))
+            .scalar_subquery()
+        )
+        self._insert_exchange = x.insert()
 
     def _insert(self, table: Table) -> postgresql.Insert | sqlite.Insert:
         return postgresql.insert(table) if self._tx.is_postgres else sqlite.insert(table)
@@ -99,46 +115,72 @@ class SQLSessions:
         async with self._tx.begin(write=False) as conn:
             return [_to_session(r, ()) for r in await conn.execute(query)]
 
-    async def save_exchange(self, session: SessionRecord, exchange: ExchangeRecord) -> None:
-        """Append ``exchange``, creating the session if it is new; all or nothing.
+    async def save_exchange(self, session: SessionRecord, exchange: ExchangeRecord) -> int:
+        """Append ``exchange`` at the session's next index; all or nothing.
+
+        A session with ``exchange_count`` 0 is created (if it is new); any
+        other is continued, and only if it still exists. Appends to one
+        session queue on its row: each gets the next index, whatever
+        ``exchange.index`` says.
+
+        Returns:
+            The index the exchange was saved at.
 
         Raises:
-            Conflict: The index is taken, the user already has an exchange
-                with this run id, or the session belongs to another user.
+            NotFound: The session to continue was deleted (or is another user's).
+            Conflict: The user already has an exchange with this run id, or
+                the new session's id belongs to another user.
         """
         await self._ready()
-        session_row = _session_row(session, session.exchange_count + 1)
+        new = session.exchange_count == 0
+        first: Executable = self._upsert_session if new else self._append_session
+        first_row = (
+            _session_row(session, 1)
+            if new
+            else {"sid": session.id, "uid": session.user_id, "at": session.updated_at}
+        )
         exchange_row = _exchange_row(session, exchange)
-        not_owner = Conflict(f"session {session.id!r} belongs to another user")
+        del exchange_row["idx"]
+        exchange_row["of_session"] = session.id
+        refused: PlaygroundError = (
+            Conflict(f"session {session.id!r} belongs to another user")
+            if new
+            else NotFound(f"session {session.id!r} no longer exists")
+        )
         try:
             if self._tx.is_postgres:
                 async with self._tx.begin(write=True) as conn:
-                    if (await conn.execute(self._upsert_session, session_row)).first() is None:
-                        raise not_owner
-                    await conn.execute(self._insert_exchange, exchange_row)
-                return
+                    count = (await conn.execute(first, first_row)).scalar()
+                    if count is None:
+                        raise refused
+                    await conn.execute(self._append_exchange, exchange_row)
+                return int(count) - 1
             # SQLite: both statements and the commit in one hand-off (see ``lite``).
-            upsert = self._lite.get(self._upsert_session, tuple(session_row)).fetch(session_row)
-            insert = self._lite.get(self._insert_exchange, tuple(exchange_row)).many([exchange_row])
+            counted = self._lite.get(first, tuple(first_row)).fetch(first_row)
+            insert = self._lite.get(self._append_exchange, tuple(exchange_row)).fetch(exchange_row)
 
-            def save(c: sqlite3.Connection) -> None:
-                if not upsert(c):
-                    raise not_owner
+            def save(c: sqlite3.Connection) -> int:
+                rows = counted(c)
+                if not rows:
+                    raise refused
                 insert(c)
+                return int(rows[0][0]) - 1
 
             joint = self._tx.joint()
             if joint is not None:
                 # Inside ``together``: after the writes already deferred there
                 # (the run's capture), in a savepoint of their commit, so a
-                # conflict here leaves them committed.
-                await joint.finish(save)
-                return
-            async with self._tx.lite(write=True) as tx:
-                tx.defer(save)
+                # refusal here leaves them committed.
+                index = await joint.finish(save)
+            else:
+                async with self._tx.lite(write=True) as tx:
+                    index = await tx.commit(save)
+            assert index is not None
+            return index
         except (IntegrityError, sqlite3.IntegrityError) as exc:
             raise Conflict(
-                f"exchange {exchange.index} of session {session.id!r} is taken, "
-                f"or run {exchange.run_id!r} already saved an exchange"
+                f"run {exchange.run_id!r} already saved an exchange, "
+                f"or session {session.id!r} could not take it"
             ) from exc
 
     async def create_session(self, session: SessionRecord) -> None:

@@ -192,7 +192,7 @@ class SQLAlchemyStorage:
                 lite = SQLiteExecutor(tx, self._sql)
                 yield await open_unit(lite, user_id, write=write, key=key, now=utc_now)
 
-    def together(self) -> AbstractAsyncContextManager[None]:
+    def together(self) -> AbstractAsyncContextManager[bool]:
         """Ledger writes and an exchange save in the block share one transaction.
 
         On a SQLite file this saves the run's settlement a transaction of its
@@ -200,7 +200,8 @@ class SQLAlchemyStorage:
         block's writes commit one by one as usual. On SQLite the block holds
         the write lock: ledger writes, ``save_exchange`` and rate-limit hits
         join it, and other writes (sharing, feedback, forks, deletes) raise
-        ``RuntimeError`` rather than wait for it.
+        ``RuntimeError`` rather than wait for it. Yields whether the block's
+        writes share one transaction.
         """
         return self._tx.together()
 
@@ -311,9 +312,9 @@ class SQLAlchemyStorage:
         """Return up to ``limit`` of a user's sessions, newest ``(updated_at, id)`` first."""
         return await self._sessions.list_sessions(user_id, limit=limit, before=before)
 
-    async def save_exchange(self, session: SessionRecord, exchange: ExchangeRecord) -> None:
-        """Append ``exchange`` to ``session``, creating it if new; ``Conflict`` if taken."""
-        await self._sessions.save_exchange(session, exchange)
+    async def save_exchange(self, session: SessionRecord, exchange: ExchangeRecord) -> int:
+        """Append ``exchange`` at the session's next index (see ``SessionStorage``)."""
+        return await self._sessions.save_exchange(session, exchange)
 
     async def create_session(self, session: SessionRecord) -> None:
         """Store a new session together with ``session.exchanges`` (for forks)."""
