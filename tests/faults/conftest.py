@@ -38,6 +38,7 @@ class Faulty:
     storage: SQLAlchemyStorage
     name: str
     path: Path | None = None
+    _other: sqlite3.Connection | None = None
 
     async def kill_connections(self) -> int:
         """Terminate every server connection of this storage (PostgreSQL)."""
@@ -52,19 +53,29 @@ class Faulty:
             await admin.close()
         return int(killed)
 
+    def lock(self) -> None:
+        """Take the SQLite file's write lock from another connection, as another process would."""
+        assert self.path is not None
+        assert self._other is None
+        other = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")
+        self._other = other
+
+    def unlock(self) -> None:
+        """Give the lock back (nothing was written under it)."""
+        other, self._other = self._other, None
+        if other is not None:
+            other.execute("ROLLBACK")
+            other.close()
+
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the SQLite file's write lock from another connection, as another process would."""
-        assert self.path is not None
-        other = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        """The SQLite file locked for the block."""
+        self.lock()
         try:
-            other.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            finally:
-                other.execute("ROLLBACK")
+            yield
         finally:
-            other.close()
+            self.unlock()
 
 
 @pytest.fixture
