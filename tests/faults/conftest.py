@@ -7,6 +7,7 @@ test can ask for one backend without the shared fixtures switching over.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -40,18 +41,31 @@ class Faulty:
     path: Path | None = None
     _other: sqlite3.Connection | None = None
 
-    async def kill_connections(self) -> int:
-        """Terminate every server connection of this storage (PostgreSQL)."""
+    async def kill_connections(self, *, wait: bool = False) -> int:
+        """Terminate every server connection of this storage (PostgreSQL).
+
+        With ``wait``, return once the server has ended them all (termination
+        is asynchronous), so the next call starts after the kill.
+        """
         admin = await asyncpg.connect(_asyncpg_dsn())
         try:
-            killed = await admin.fetchval(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE application_name = $1",
-                self.name,
-            )
+            pids = [
+                row["pid"]
+                for row in await admin.fetch(
+                    "SELECT pid FROM pg_stat_activity WHERE application_name = $1", self.name
+                )
+            ]
+            await admin.execute("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) pid", pids)
+            for _ in range(500 if wait else 0):
+                alive = await admin.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int[])", pids
+                )
+                if not alive:
+                    break
+                await asyncio.sleep(0.01)
         finally:
             await admin.close()
-        return int(killed)
+        return len(pids)
 
     def lock(self) -> None:
         """Take the SQLite file's write lock from another connection, as another process would."""

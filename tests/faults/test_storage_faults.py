@@ -49,7 +49,7 @@ async def test_after_connections_are_killed_every_later_call_succeeds(
     for round_ in range(3):
         # Several pooled connections, each used by every kind of path.
         await asyncio.gather(*(call(round_ * 10 + i) for i in range(4) for call in paths.values()))
-        assert await faulty.kill_connections() >= 1
+        assert await faulty.kill_connections(wait=True) >= 1
         for n in range(3):
             for name, call in paths.items():
                 await call(1000 + round_ * 100 + n)  # none may fail

@@ -132,9 +132,13 @@ def configure(engine: AsyncEngine, *, busy_timeout: float = BUSY_TIMEOUT_S) -> N
 
 
 def _refuse_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-    # The pool then invalidates this connection and checks out another.
+    # The pool then reconnects this one, and recycles every connection made
+    # before now: one closed by the server means a restart or failover more
+    # often than a single killed backend.
     if dbapi_connection.driver_connection.is_closed():
-        raise sa_exc.DisconnectionError("the server closed this pooled connection")
+        closed = sa_exc.DisconnectionError("the server closed this pooled connection")
+        closed.invalidate_pool = True
+        raise closed
 
 
 class HeldWriter:

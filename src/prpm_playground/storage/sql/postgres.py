@@ -22,6 +22,7 @@ before touching the table, so a spend never reads the holds table.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -54,6 +55,9 @@ from .tables import Tables, UTCDateTime
 # interpolated, and they come from a prefix that SQLAlchemyStorage validated
 # against ^[a-z][a-z0-9_]*$.
 T = TypeVar("T")
+
+# Tries of a unit whose connection turned out dead before its first statement.
+_FIRST_ATTEMPTS = 3
 
 _GRANT = (
     ("id", "varchar"),
@@ -377,10 +381,11 @@ async def driver_transaction(
     statement was cut short), it is invalidated so the pool never hands it
     out again; read units included. A connection the server closed before
     anything of the unit was done (a restart or a killed backend, not yet
-    noticed by the driver when it was checked out) is replaced once; any
-    other passing failure is raised as ``StorageUnavailable``.
+    noticed by the driver when it was checked out) is replaced, up to
+    ``_FIRST_ATTEMPTS`` times; any other passing failure is raised as
+    ``StorageUnavailable``.
     """
-    for attempt in (1, 2):
+    for attempt in range(1, _FIRST_ATTEMPTS + 1):
         try:
             # The pool's raw connection: the unit needs nothing of SQLAlchemy's
             # Connection, and skipping it saves a good share of the per-call cost.
@@ -410,8 +415,13 @@ async def driver_transaction(
                 await greenlet_spawn(pooled.invalidate)
             if not isinstance(exc, Exception):
                 raise
-            if not opened and attempt == 1 and transient_reason(exc) is not None:
-                continue  # nothing was done: the same unit on another connection
+            if not opened and attempt < _FIRST_ATTEMPTS and transient_reason(exc) is not None:
+                # Nothing was done: the same unit on another connection. One
+                # turn of the loop first, so the driver sees the other
+                # connections the server closed meanwhile, and the pool's
+                # check at checkout replaces them.
+                await asyncio.sleep(0)
+                continue
             raise_if_transient(exc)
             raise
         finally:
