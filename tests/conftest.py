@@ -62,6 +62,16 @@ def library_tables(prefix: str) -> list[str]:
     return [t.name for t in reversed(tables.metadata.sorted_tables)] + [tables.version_table]
 
 
+async def require_postgres() -> None:
+    """Fail (in CI) or skip the test when PostgreSQL is not reachable."""
+    problem = await _pg_reachable()
+    if problem:
+        message = f"PostgreSQL at {PG_URL} is not reachable ({problem})"
+        if REQUIRE_PG:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 async def _pg_reachable() -> str | None:
     engine = create_async_engine(PG_URL)
     try:
@@ -97,12 +107,7 @@ async def backend(
             await engine.dispose()
         return
 
-    problem = await _pg_reachable()
-    if problem:
-        message = f"PostgreSQL at {PG_URL} is not reachable ({problem})"
-        if REQUIRE_PG:
-            pytest.fail(message)
-        pytest.skip(message)
+    await require_postgres()
     schemas: list[str] = []
 
     async def make_pg() -> AsyncEngine:

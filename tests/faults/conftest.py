@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from prpm_playground import SQLAlchemyStorage
 
-from ..conftest import PG_URL, REQUIRE_PG, _pg_reachable
+from ..conftest import PG_URL, require_postgres
 
 MakeFaulty = Callable[..., Awaitable["Faulty"]]
 
@@ -114,12 +114,7 @@ async def sqlite_faulty(tmp_path: Path) -> AsyncIterator[MakeFaulty]:
 async def pg_faulty() -> AsyncIterator[MakeFaulty]:
     """``await pg_faulty(**storage_options)``: a storage on a PostgreSQL schema of its own,
     whose connections carry an application name of their own (so only they are killed)."""
-    problem = await _pg_reachable()
-    if problem:
-        message = f"PostgreSQL at {PG_URL} is not reachable ({problem})"
-        if REQUIRE_PG:
-            pytest.fail(message)
-        pytest.skip(message)
+    await require_postgres()
     made: list[tuple[SQLAlchemyStorage, str]] = []
 
     async def make(**options: Any) -> Faulty:

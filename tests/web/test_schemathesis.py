@@ -33,6 +33,9 @@ from ..conftest import BACKENDS, PG_URL, library_tables
 from .conftest import PACKAGES, authenticate
 
 EXAMPLES = 30
+PER_OPERATION = settings(
+    max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+)
 
 
 def _free_port() -> int:
@@ -92,12 +95,7 @@ def test_every_operation_answers_as_documented(served: str) -> None:
 
     for operation in operations:
 
-        @settings(
-            max_examples=EXAMPLES,
-            deadline=None,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-        )
+        @PER_OPERATION
         @given(case=operation.as_strategy())
         def check(case: Any) -> None:
             case.call_and_validate(
@@ -171,12 +169,7 @@ def test_boundary_values_never_answer_5xx(served: str) -> None:
 
     for operation in operations:
 
-        @settings(
-            max_examples=EXAMPLES,
-            deadline=None,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-        )
+        @PER_OPERATION
         @given(case=operation.as_strategy(), data=st.data())
         def check(case: Any, data: Any) -> None:
             draw = data.draw
