@@ -179,3 +179,36 @@ def test_reset_run_shows_progress_on_a_terminal(tmp_path: Path) -> None:
     assert done.returncode == 0
     assert done.stdout.startswith("settled 5 accounts")
     assert "] 5/5 accounts" in shown
+
+
+def test_the_cli_module_loads_no_heavy_dependency() -> None:
+    # --help must answer at once: SQLAlchemy, the web stack and the Anthropic
+    # SDK load only in the subcommands that use them.
+    code = (
+        "import sys, prpm_playground.cli\n"
+        "print(sorted(m for m in ('anthropic', 'sqlalchemy', 'starlette', 'alembic', 'httpx')"
+        " if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_demo_default_database_is_the_demos_own() -> None:
+    from prpm_playground._demo import DEFAULT_DATABASE_URL
+    from prpm_playground.cli import DEMO_DATABASE_URL
+
+    assert DEMO_DATABASE_URL == DEFAULT_DATABASE_URL
+
+
+def test_the_package_still_exports_every_name() -> None:
+    code = (
+        "import prpm_playground as pp\n"
+        "missing = [n for n in pp.__all__ if not hasattr(pp, n)]\n"
+        "print(missing, sorted(set(pp.__all__) - set(dir(pp))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[] []"

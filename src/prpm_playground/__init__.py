@@ -4,81 +4,171 @@ Run prompt packages against Claude and pay in credits, kept by an exact,
 idempotent, concurrency-safe ledger over SQLite or PostgreSQL.
 """
 
-from .catalog import ModelCatalog, ModelInfo
-from .config import CreditPack, CreditPolicy, GrantKind, Limits, RateLimits
-from .errors import (
-    Conflict,
-    HoldNotActive,
-    IdempotencyConflict,
-    InsufficientCredits,
-    InvalidRequest,
-    LedgerInvariantError,
-    ModelOverloaded,
-    ModelUnavailable,
-    NotFound,
-    PackageSourceUnavailable,
-    PlaygroundError,
-    ProviderMisconfigured,
-    RateLimited,
-    RunFailed,
-    RunInProgress,
-    SchemaMismatch,
-    StorageUnavailable,
+import typing
+
+from . import _lazy
+
+if typing.TYPE_CHECKING:
+    from .catalog import ModelCatalog, ModelInfo
+    from .config import CreditPack, CreditPolicy, GrantKind, Limits, RateLimits
+    from .errors import (
+        Conflict,
+        HoldNotActive,
+        IdempotencyConflict,
+        InsufficientCredits,
+        InvalidRequest,
+        LedgerInvariantError,
+        ModelOverloaded,
+        ModelUnavailable,
+        NotFound,
+        PackageSourceUnavailable,
+        PlaygroundError,
+        ProviderMisconfigured,
+        RateLimited,
+        RunFailed,
+        RunInProgress,
+        SchemaMismatch,
+        StorageUnavailable,
+    )
+    from .estimator import Estimator
+    from .ledger import CreditLedger
+    from .models import (
+        Balance,
+        CompareEvent,
+        CompareRequest,
+        CompareVariant,
+        Comparison,
+        Draw,
+        Entry,
+        EntryType,
+        Estimate,
+        Exchange,
+        Feedback,
+        FeedbackRequest,
+        Grant,
+        HistoryPage,
+        HistoryQuery,
+        Hold,
+        HoldStatus,
+        ModelPrice,
+        ModelPrices,
+        MonthlyAllowance,
+        RunDelta,
+        RunDone,
+        RunError,
+        RunEvent,
+        RunRequest,
+        RunResult,
+        RunStarted,
+        RunUsage,
+        Session,
+        SessionListQuery,
+        SessionPage,
+        SessionSummary,
+        SharedExchange,
+        SharedSession,
+        ShareLink,
+        Usage,
+        VariantDelta,
+        VariantDone,
+        VariantError,
+        VariantOutcome,
+        VariantStarted,
+        VariantUsage,
+    )
+    from .playground import Playground
+    from .pricing import Pricing, TieredPricing, TokenPricing
+    from .providers import AnthropicProvider, OfflineProvider
+    from .reset import ResetJob, ResetReport
+    from .runner import PlaygroundRunner
+    from .sessions import SessionService
+    from .sources import InMemoryPackages, LocalPackages, Package, RegistryPackages
+    from .storage.sql import SQLAlchemyStorage
+
+# Each name is imported from its module when first used, so that importing
+# a light part of the package (the CLI, the errors, the config) does not
+# load SQLAlchemy, the Anthropic SDK and the web stack.
+__getattr__, __dir__ = _lazy.lazy_exports(
+    __name__,
+    {
+        ".catalog": ("ModelCatalog", "ModelInfo"),
+        ".config": ("CreditPack", "CreditPolicy", "GrantKind", "Limits", "RateLimits"),
+        ".errors": (
+            "Conflict",
+            "HoldNotActive",
+            "IdempotencyConflict",
+            "InsufficientCredits",
+            "InvalidRequest",
+            "LedgerInvariantError",
+            "ModelOverloaded",
+            "ModelUnavailable",
+            "NotFound",
+            "PackageSourceUnavailable",
+            "PlaygroundError",
+            "ProviderMisconfigured",
+            "RateLimited",
+            "RunFailed",
+            "RunInProgress",
+            "SchemaMismatch",
+            "StorageUnavailable",
+        ),
+        ".estimator": ("Estimator",),
+        ".ledger": ("CreditLedger",),
+        ".models": (
+            "Balance",
+            "CompareEvent",
+            "CompareRequest",
+            "CompareVariant",
+            "Comparison",
+            "Draw",
+            "Entry",
+            "EntryType",
+            "Estimate",
+            "Exchange",
+            "Feedback",
+            "FeedbackRequest",
+            "Grant",
+            "HistoryPage",
+            "HistoryQuery",
+            "Hold",
+            "HoldStatus",
+            "ModelPrice",
+            "ModelPrices",
+            "MonthlyAllowance",
+            "RunDelta",
+            "RunDone",
+            "RunError",
+            "RunEvent",
+            "RunRequest",
+            "RunResult",
+            "RunStarted",
+            "RunUsage",
+            "Session",
+            "SessionListQuery",
+            "SessionPage",
+            "SessionSummary",
+            "SharedExchange",
+            "SharedSession",
+            "ShareLink",
+            "Usage",
+            "VariantDelta",
+            "VariantDone",
+            "VariantError",
+            "VariantOutcome",
+            "VariantStarted",
+            "VariantUsage",
+        ),
+        ".playground": ("Playground",),
+        ".pricing": ("Pricing", "TieredPricing", "TokenPricing"),
+        ".providers": ("AnthropicProvider", "OfflineProvider"),
+        ".reset": ("ResetJob", "ResetReport"),
+        ".runner": ("PlaygroundRunner",),
+        ".sessions": ("SessionService",),
+        ".sources": ("InMemoryPackages", "LocalPackages", "Package", "RegistryPackages"),
+        ".storage.sql": ("SQLAlchemyStorage",),
+    },
 )
-from .estimator import Estimator
-from .ledger import CreditLedger
-from .models import (
-    Balance,
-    CompareEvent,
-    CompareRequest,
-    CompareVariant,
-    Comparison,
-    Draw,
-    Entry,
-    EntryType,
-    Estimate,
-    Exchange,
-    Feedback,
-    FeedbackRequest,
-    Grant,
-    HistoryPage,
-    HistoryQuery,
-    Hold,
-    HoldStatus,
-    ModelPrice,
-    ModelPrices,
-    MonthlyAllowance,
-    RunDelta,
-    RunDone,
-    RunError,
-    RunEvent,
-    RunRequest,
-    RunResult,
-    RunStarted,
-    RunUsage,
-    Session,
-    SessionListQuery,
-    SessionPage,
-    SessionSummary,
-    SharedExchange,
-    SharedSession,
-    ShareLink,
-    Usage,
-    VariantDelta,
-    VariantDone,
-    VariantError,
-    VariantOutcome,
-    VariantStarted,
-    VariantUsage,
-)
-from .playground import Playground
-from .pricing import Pricing, TieredPricing, TokenPricing
-from .providers import AnthropicProvider, OfflineProvider
-from .reset import ResetJob, ResetReport
-from .runner import PlaygroundRunner
-from .sessions import SessionService
-from .sources import InMemoryPackages, LocalPackages, Package, RegistryPackages
-from .storage.sql import SQLAlchemyStorage
+
 
 __version__ = "0.1.0"
 

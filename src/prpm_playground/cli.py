@@ -18,16 +18,18 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from ._clock import utc_now
 from .config import CreditPolicy
 from .errors import PlaygroundError
-from .reset import MAX_BATCH_SIZE, ResetJob, ResetReport
-from .storage.sql import SQLAlchemyStorage
-from .storage.sql.engine import DEFAULT_URL
-from .storage.sql.migrate import head_revision
-from .web.openapi import openapi_schema
+from .reset import MAX_BATCH_SIZE
+
+if TYPE_CHECKING:
+    from .reset import ResetReport
+
+# SQLAlchemy, the web stack and the Anthropic SDK are imported by the
+# subcommands that use them, so that --help answers at once.
 
 __all__ = ["main"]
 
@@ -100,9 +102,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _demo_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from ._demo import DEFAULT_DATABASE_URL
+# The demo's own default (``_demo.DEFAULT_DATABASE_URL``, which a test keeps
+# equal), written here so that building the parser imports no web stack.
+DEMO_DATABASE_URL = "sqlite+aiosqlite:///./playground-demo.db"
 
+
+def _demo_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = commands.add_parser(
         "demo",
         help="serve a demo host app with the playground mounted (needs uvicorn: the demo extra)",
@@ -114,7 +119,7 @@ def _demo_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     demo.add_argument("--host", default="127.0.0.1", help="interface (default: 127.0.0.1)")
     demo.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one")
     demo.add_argument(
-        "--db", default=DEFAULT_DATABASE_URL, help=f"database URL (default: {DEFAULT_DATABASE_URL})"
+        "--db", default=DEMO_DATABASE_URL, help=f"database URL (default: {DEMO_DATABASE_URL})"
     )
     demo.add_argument(
         "--packages", type=Path, help="folder of packages (default: the bundled examples)"
@@ -160,6 +165,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 async def _db(command: str, url: str, prefix: str) -> str:
+    from .storage.sql import SQLAlchemyStorage
+    from .storage.sql.migrate import head_revision
+
     storage = SQLAlchemyStorage(url, table_prefix=prefix)
     try:
         if command == "upgrade":
@@ -172,6 +180,12 @@ async def _db(command: str, url: str, prefix: str) -> str:
         return f"{revision}{' (head)' if revision == head else f' (head is {head})'}"
     finally:
         await storage.close()
+
+
+def _default_url() -> str:
+    from .storage.sql.engine import DEFAULT_URL
+
+    return DEFAULT_URL
 
 
 def _load_policy(path: str | None) -> CreditPolicy:
@@ -200,6 +214,9 @@ def _progress(stream: TextIO, total: int) -> Callable[[ResetReport], None]:
 
 
 async def _reset(args: argparse.Namespace, url: str) -> ResetReport:
+    from .reset import ResetJob
+    from .storage.sql import SQLAlchemyStorage
+
     policy = _load_policy(args.policy)
     storage = SQLAlchemyStorage(url, table_prefix=args.table_prefix)
     job = ResetJob(storage, policy=policy)
@@ -220,9 +237,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the process exit code."""
     args = _parser().parse_args(argv)
     if args.group == "openapi":
+        from .web.openapi import openapi_schema
+
         print(json.dumps(openapi_schema(server_url=args.server_url), indent=2))
         return 0
-    url = getattr(args, "url", None) or os.environ.get("PRPM_DATABASE_URL") or DEFAULT_URL
+    url = getattr(args, "url", None) or os.environ.get("PRPM_DATABASE_URL") or _default_url()
     try:
         if args.group == "demo":
             return _demo(args)

@@ -1,7 +1,9 @@
 """Model providers: where runs are sent (Anthropic, or offline for demos and tests)."""
 
+import typing
+
+from .. import _lazy
 from ._approx import approx_request_tokens, approx_tokens
-from .anthropic import AnthropicProvider
 from .base import (
     CompletionRequest,
     Message,
@@ -11,6 +13,12 @@ from .base import (
     UsageReport,
 )
 from .offline import OfflineProvider
+
+if typing.TYPE_CHECKING:
+    from .anthropic import AnthropicProvider
+
+# The Anthropic SDK loads when the provider is first asked for.
+__getattr__, __dir__ = _lazy.lazy_exports(__name__, {".anthropic": ("AnthropicProvider",)})
 
 __all__ = [
     "AnthropicProvider",
