@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -15,6 +16,7 @@ from prpm_playground import (
     LedgerInvariantError,
     SQLAlchemyStorage,
 )
+from prpm_playground.testing import ManualClock
 
 
 async def test_history_newest_first_and_paged(bare: CreditLedger, user: str) -> None:
@@ -85,6 +87,19 @@ async def test_export_csv(bare: CreditLedger, user: str) -> None:
     assert rows[-1][1:] == ["bonus", "1200", "1200", "'=HYPERLINK(evil)"]
     only = [line async for line in bare.export_csv(user, types=["bonus"])]
     assert len(only) == 2
+
+
+async def test_csv_and_json_write_an_instant_the_same_way(
+    bare: CreditLedger, user: str, clock: ManualClock
+) -> None:
+    clock.set(datetime(2027, 1, 31, 9, 30, 0, 250000, tzinfo=UTC))
+    await bare.grant(user, 5, idempotency_key="g")
+    [row] = list(
+        csv.reader(io.StringIO("".join([line async for line in bare.export_csv(user)][1:])))
+    )
+    [entry] = (await bare.history(user)).entries
+    in_json = json.loads(entry.model_dump_json())["created_at"]
+    assert row[0] == in_json == "2027-01-31T09:30:00.250000Z"
 
 
 async def test_verify_detects_tampering(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from pydantic import TypeAdapter
+
 from .errors import InvalidRequest
 
 Clock = Callable[[], datetime]
@@ -45,3 +47,15 @@ def as_utc(value: datetime, *, name: str = "datetime") -> datetime:
 def read_clock(clock: Clock) -> datetime:
     """Call ``clock`` and check that it returned an aware datetime."""
     return as_utc(clock(), name="clock()")
+
+
+_INSTANT = TypeAdapter(datetime)
+
+
+def rfc3339(instant: datetime) -> str:
+    """``instant`` as every answer of the library writes it: RFC 3339, UTC, with ``Z``.
+
+    The same serializer as the JSON models', so a CSV export and the JSON
+    API spell one instant the same way (``2027-01-31T09:30:00.250000Z``).
+    """
+    return str(_INSTANT.dump_python(as_utc(instant, name="instant"), mode="json"))

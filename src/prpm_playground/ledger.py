@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import TypeVar, get_args
 
 from ._book import Book
-from ._clock import Clock, as_utc, read_clock, utc_now
+from ._clock import Clock, as_utc, read_clock, rfc3339, utc_now
 from ._validation import (
     INT64_MAX,
     MAX_AMOUNT,
@@ -511,7 +511,7 @@ class CreditLedger:
             for r in records:
                 yield _csv_line(
                     [
-                        r.created_at.isoformat(),
+                        rfc3339(r.created_at),
                         r.type,
                         str(r.amount),
                         str(r.balance_after),
