@@ -20,8 +20,8 @@ from .errors import InvalidRequest, NotFound
 from .ledger import CreditLedger
 from .models import Estimate, RunRequest, Usage
 from .pricing import Pricing, TokenPricing
-from .providers._approx import approx_request_tokens
 from .providers.base import CompletionRequest, Message, Provider
+from .providers.tokens import approx_request_tokens
 from .sources.base import Package, PackageSource
 from .storage.base import SessionRecord, SessionStorage
 

@@ -77,8 +77,8 @@ from .models import (
     VariantStarted,
     VariantUsage,
 )
-from .providers._approx import approx_tokens
 from .providers.base import Provider, TextDelta
+from .providers.tokens import approx_tokens
 from .sessions import _title
 from .storage.base import ExchangeRecord, SessionRecord, SessionStorage, SharedCommit
 

@@ -71,3 +71,25 @@ def test_nothing_below_the_web_layer_imports_it() -> None:
 def test_the_web_layer_does_not_import_the_facade_at_run_time() -> None:
     for path in (PACKAGE / "web").glob("*.py"):
         assert not any(m.startswith("prpm_playground.playground") for m in imported(path)), path
+
+
+def test_no_module_imports_another_packages_private_module() -> None:
+    # A private module (``_name``) is its package's own business: code of
+    # other packages goes through that package's public modules.
+    checked = 0
+    for path in PACKAGE.rglob("*.py"):
+        package = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts[:-1])
+        for module in imported(path):
+            parts = module.split(".")
+            if parts[0] != "prpm_playground":
+                continue
+            for depth, part in enumerate(parts[1:], start=1):
+                where = PACKAGE.joinpath(*parts[1 : depth + 1])
+                is_module = where.with_suffix(".py").exists() or where.is_dir()
+                if is_module and part.startswith("_") and not part.startswith("__"):
+                    owner = ".".join(parts[:depth])
+                    checked += 1
+                    assert package.startswith(owner), (
+                        f"{path.relative_to(PACKAGE)} imports {module}"
+                    )
+    assert checked > 10

@@ -3,7 +3,6 @@
 import typing
 
 from .. import _lazy
-from ._approx import approx_request_tokens, approx_tokens
 from .base import (
     CompletionRequest,
     Message,
@@ -13,6 +12,7 @@ from .base import (
     UsageReport,
 )
 from .offline import OfflineProvider
+from .tokens import approx_request_tokens, approx_tokens
 
 if typing.TYPE_CHECKING:
     from .anthropic import AnthropicProvider

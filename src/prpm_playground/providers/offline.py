@@ -20,8 +20,8 @@ from contextlib import asynccontextmanager
 
 from ..errors import ModelUnavailable, PlaygroundError
 from ..models import Usage
-from ._approx import BYTES_PER_TOKEN, approx_request_tokens, approx_tokens
 from .base import CompletionRequest, ProviderEvent, TextDelta, UsageReport
+from .tokens import BYTES_PER_TOKEN, approx_request_tokens, approx_tokens
 
 __all__ = ["OFFLINE_LABEL", "OfflineProvider"]
 

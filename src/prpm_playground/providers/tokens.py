@@ -1,4 +1,7 @@
-"""A local, deliberately generous token approximation.
+"""A local, deliberately generous token approximation (public: a part of the provider port).
+
+The estimator and the runner use it to price and charge runs whose provider
+gave no count; providers without a tokenizer of their own report it.
 
 No exact local tokenizer exists for current Claude models, and the provider's
 count endpoint can be rate limited or down. The estimator falls back to this
