@@ -7,6 +7,7 @@ idempotent, concurrency-safe ledger over SQLite or PostgreSQL.
 import typing
 
 from . import _lazy
+from ._version import __version__
 
 if typing.TYPE_CHECKING:
     from .catalog import ModelCatalog, ModelInfo
@@ -169,8 +170,6 @@ __getattr__, __dir__ = _lazy.lazy_exports(
     },
 )
 
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AnthropicProvider",

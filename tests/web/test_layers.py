@@ -93,3 +93,11 @@ def test_no_module_imports_another_packages_private_module() -> None:
                         f"{path.relative_to(PACKAGE)} imports {module}"
                     )
     assert checked > 10
+
+
+def test_the_openapi_builder_needs_no_package_root() -> None:
+    # Only the web schemas and the version: not the package with every service.
+    roots = {m for m in imported(PACKAGE / "web" / "openapi.py") if m.count(".") <= 1}
+    assert roots <= {"prpm_playground._version", "prpm_playground._version.__version__"} | {
+        m for m in roots if not m.startswith("prpm_playground")
+    }

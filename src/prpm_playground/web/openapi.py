@@ -15,6 +15,7 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode
 from pydantic_core import CoreSchema
 
+from .._version import __version__
 from .errors import ErrorBody
 from .routes import ROUTES, Endpoint
 
@@ -66,8 +67,6 @@ def openapi_schema(
         The document, ready for ``json.dumps``.
     """
     if version is None:
-        from .. import __version__
-
         version = __version__
     schemas = _Schemas()
     paths: dict[str, dict[str, Any]] = {}
