@@ -58,13 +58,18 @@ def _batch_size(text: str) -> int:
     return value
 
 
+def _plain(text: str) -> str:
+    """Docstring markup (``literal``) as the plain text a terminal shows."""
+    return text.replace("``", "")
+
+
 def _connection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help="database URL (default: $PRPM_DATABASE_URL or SQLite file)")
     parser.add_argument("--table-prefix", default="prpm_", help="table prefix (default: prpm_)")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="prpm-playground", description=__doc__)
+    parser = argparse.ArgumentParser(prog="prpm-playground", description=_plain(__doc__ or ""))
     commands = parser.add_subparsers(dest="group", required=True)
     db = commands.add_parser("db", help="manage the database schema")
     db_commands = db.add_subparsers(dest="command", required=True)
