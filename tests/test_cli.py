@@ -33,8 +33,29 @@ def test_url_from_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("PRPM_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'env.db'}")
+    assert main(["db", "current", "--table-prefix", "env_"]) == 0
+    hint = capsys.readouterr().out
+    assert hint.endswith("run: prpm-playground db upgrade (with $PRPM_DATABASE_URL set)\n")
     assert main(["db", "upgrade", "--table-prefix", "env_"]) == 0
     assert (tmp_path / "env.db").exists()
+
+
+def test_the_upgrade_hint_repeats_the_url_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A bare sqlite:// URL, as a platform would write it, is taken too.
+    url = f"sqlite:///{tmp_path / 'hint.db'}"
+    assert main(["db", "current", "--url", url]) == 0
+    assert capsys.readouterr().out.endswith(f"run: prpm-playground db upgrade --url '{url}'\n")
+    assert main(["db", "upgrade", "--url", url]) == 0
+    assert (tmp_path / "hint.db").exists()
+
+
+def test_a_password_in_the_url_is_never_shown(capsys: pytest.CaptureFixture[str]) -> None:
+    url = PG_URL.replace("postgres@", "postgres:s3cret@", 1) + "?sslmode=disable"
+    main(["db", "current", "--url", url, "--table-prefix", "nopw_"])
+    shown = capsys.readouterr()
+    assert "s3cret" not in shown.out + shown.err
 
 
 def test_failures_exit_nonzero(capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -18,7 +20,7 @@ from prpm_playground.storage.sql.ledger_store import LedgerStatements
 from prpm_playground.storage.sql.migrate import head_revision
 from prpm_playground.storage.sql.tables import build_tables
 
-from .conftest import INTEGRITY_ERRORS, Backend
+from .conftest import INTEGRITY_ERRORS, PG_URL, Backend
 
 
 async def _names(storage: SQLAlchemyStorage) -> dict[str, list[str]]:
@@ -128,11 +130,40 @@ async def test_schema_matches_tables(backend: Backend) -> None:
 
 
 async def test_unmigrated_database_names_the_command(backend: Backend) -> None:
-    storage = SQLAlchemyStorage(await backend.make_engine())
+    engine = await backend.make_engine()
+    storage = SQLAlchemyStorage(engine)
     with pytest.raises(SchemaMismatch) as caught:
         await CreditLedger(storage).balance("u")
-    assert "prpm-playground db upgrade" in caught.value.message
+    shown = engine.url.render_as_string(hide_password=True)
+    assert f"prpm-playground db upgrade --url '{shown}'" in caught.value.message
     assert caught.value.code == "schema_mismatch"
+
+
+@pytest.mark.parametrize("scheme", ["postgres://", "postgresql://"])
+async def test_the_postgres_urls_platforms_hand_out_are_taken(scheme: str) -> None:
+    require = PG_URL.split("://", 1)[1]
+    storage = SQLAlchemyStorage(scheme + require, table_prefix="urlcheck_")
+    try:
+        assert storage.engine.url.drivername == "postgresql+asyncpg"
+        assert await storage.current_revision() is None  # it connects; nothing of this prefix
+    finally:
+        await storage.close()
+
+
+def test_a_missing_postgres_driver_names_the_extra() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['asyncpg'] = None  # as if not installed\n"
+        "from prpm_playground import SQLAlchemyStorage, InvalidRequest\n"
+        "try:\n"
+        "    SQLAlchemyStorage('postgres://u@db.example/app')\n"
+        "except InvalidRequest as exc:\n"
+        "    print(exc.message)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert "pip install 'prpm-playground[postgres]'" in result.stdout
 
 
 async def test_newer_database_is_refused(backend: Backend) -> None:
@@ -160,8 +191,8 @@ def test_bad_prefix(prefix: Any) -> None:
     "url",
     [
         "mysql+aiomysql://root@localhost/test",
-        "sqlite:///plain.db",
-        "postgresql://postgres@localhost/test",
+        "sqlite+pysqlite:///plain.db",  # a named sync driver is refused, not replaced
+        "postgresql+psycopg2://postgres@localhost/test",
         "not a url",
     ],
 )

@@ -169,8 +169,9 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _db(command: str, url: str, prefix: str) -> str:
+async def _db(command: str, url: str, prefix: str, *, from_env: bool) -> str:
     from .storage.sql import SQLAlchemyStorage
+    from .storage.sql.engine import shown_url
     from .storage.sql.migrate import head_revision
 
     storage = SQLAlchemyStorage(url, table_prefix=prefix)
@@ -181,7 +182,9 @@ async def _db(command: str, url: str, prefix: str) -> str:
         revision = await storage.current_revision()
         head = head_revision(prefix)
         if revision is None:
-            return f"not migrated (head is {head}); run: prpm-playground db upgrade"
+            # The same database again: the --url given, or the variable that set it.
+            where = " (with $PRPM_DATABASE_URL set)" if from_env else f" --url '{shown_url(url)}'"
+            return f"not migrated (head is {head}); run: prpm-playground db upgrade{where}"
         return f"{revision}{' (head)' if revision == head else f' (head is {head})'}"
     finally:
         await storage.close()
@@ -246,12 +249,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(json.dumps(openapi_schema(server_url=args.server_url), indent=2))
         return 0
-    url = getattr(args, "url", None) or os.environ.get("PRPM_DATABASE_URL") or _default_url()
+    given = getattr(args, "url", None)
+    from_env = not given and bool(os.environ.get("PRPM_DATABASE_URL"))
+    url = given or os.environ.get("PRPM_DATABASE_URL") or _default_url()
     try:
         if args.group == "demo":
             return _demo(args)
         if args.group == "db":
-            print(asyncio.run(_db(args.command, url, args.table_prefix)))
+            print(asyncio.run(_db(args.command, url, args.table_prefix, from_env=from_env)))
             return 0
         report = asyncio.run(_reset(args, url))
     except PlaygroundError as exc:

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, PoolResetState, StaticPool
 
@@ -46,10 +46,7 @@ def create_engine(url: str, *, busy_timeout: float = BUSY_TIMEOUT_S) -> AsyncEng
     ``busy_timeout`` bounds, in seconds, SQLite's wait for another process's
     lock and PostgreSQL's wait for a new connection.
     """
-    try:
-        parsed = make_url(url)
-    except Exception as exc:
-        raise InvalidRequest(f"not a database URL: {url!r}") from exc
+    parsed = async_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         if parsed.get_driver_name() != "aiosqlite":
@@ -76,13 +73,49 @@ def create_engine(url: str, *, busy_timeout: float = BUSY_TIMEOUT_S) -> AsyncEng
         # No pool_pre_ping: it costs three round trips per checkout. Stale
         # connections are recycled instead, and a dropped one fails its
         # transaction, which rolls back whole.
-        engine = create_async_engine(
-            parsed, pool_recycle=1800, connect_args={"timeout": busy_timeout}
-        )
+        try:
+            engine = create_async_engine(
+                parsed, pool_recycle=1800, connect_args={"timeout": busy_timeout}
+            )
+        except ImportError:
+            raise InvalidRequest(
+                "PostgreSQL needs the asyncpg driver: pip install 'prpm-playground[postgres]'"
+            ) from None
     else:
         raise InvalidRequest(f"unsupported database {backend!r}: use SQLite or PostgreSQL")
     configure(engine, busy_timeout=busy_timeout)
     return engine
+
+
+# What host platforms hand out, and the async driver each one means here.
+_ASYNC_DRIVERS = {
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+}
+
+
+def async_url(url: str) -> URL:
+    """``url`` parsed, with a bare scheme mapped to the async driver.
+
+    ``postgres://`` and ``postgresql://`` (what hosting platforms hand out)
+    mean ``postgresql+asyncpg://``; ``sqlite://`` means ``sqlite+aiosqlite://``.
+    A URL naming another driver is left as it is (and refused later).
+    """
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise InvalidRequest(f"not a database URL: {shown_url(url)!r}") from exc
+    driver = _ASYNC_DRIVERS.get(parsed.drivername)
+    return parsed if driver is None else parsed.set(drivername=driver)
+
+
+def shown_url(url: str | URL) -> str:
+    """``url`` fit for messages and logs: its password, if any, masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<the database URL>"
 
 
 def _reset_if_open(dbapi_connection: Any, _record: Any, state: PoolResetState) -> None:

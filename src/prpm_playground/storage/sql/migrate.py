@@ -17,7 +17,11 @@ from sqlalchemy import Connection
 from ...errors import SchemaMismatch
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-UPGRADE_HINT = "prpm-playground db upgrade --url <database url>  (or: await storage.migrate())"
+
+
+def upgrade_hint(url: str) -> str:
+    """The command that migrates the database at ``url`` (its password masked)."""
+    return f"prpm-playground db upgrade --url '{url}'  (or: await storage.migrate())"
 
 
 _ALEMBIC = threading.Lock()

@@ -27,7 +27,14 @@ from ..base import (
 )
 from . import migrate as migrations
 from .due import DueStatements, SQLDueBatch
-from .engine import BUSY_TIMEOUT_S, DEFAULT_URL, Transactions, configure, create_engine
+from .engine import (
+    BUSY_TIMEOUT_S,
+    DEFAULT_URL,
+    Transactions,
+    configure,
+    create_engine,
+    shown_url,
+)
 from .ledger_store import LedgerStatements, SQLiteExecutor, SQLLedgerUnit, open_unit
 from .limits_store import SQLRateLimits
 from .postgres import PostgresExecutor, PostgresStatements, driver_transaction
@@ -165,7 +172,8 @@ class SQLAlchemyStorage:
             if revision != head:
                 raise SchemaMismatch(
                     f"the database schema is at {revision or 'nothing (not migrated)'}, "
-                    f"this prpm_playground needs {head}; run: {migrations.UPGRADE_HINT}"
+                    f"this prpm_playground needs {head}; run: "
+                    + migrations.upgrade_hint(shown_url(self.engine.url))
                 )
             self._schema_checked = True
 
