@@ -122,3 +122,11 @@ async def test_demo_serves_the_playground(demo: tuple[str, list[str]]) -> None:
         anonymous = await client.get(f"{PREFIX}/sessions")
         assert anonymous.status_code == 200  # the demo's default user
         assert anonymous.json()["sessions"] == []
+        # Out of credits: the answer links to no page that sells nothing.
+        broke = await client.post(
+            f"{PREFIX}/run",
+            json={"package_id": "code-review", "input": "x", "max_tokens": 100_000},
+            headers={"X-User": "carol"},
+        )
+        assert broke.status_code == 402, broke.text
+        assert broke.json()["purchase_url"] is None

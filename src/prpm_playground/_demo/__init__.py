@@ -113,7 +113,9 @@ def build_demo(
         database_url,
         provider=provider,
         packages=LocalPackages(packages),
-        purchase_url="/#buy-credits",
+        # Nothing is sold here yet: a 402 answer carries no purchase link
+        # rather than one to a page that sells nothing.
+        purchase_url=None,
     )
     ids = package_ids(packages)
 
